@@ -1,0 +1,129 @@
+"""transformers integration: every variant is registered in AttentionInterface and AttentionMaskInterface (with
+the flash-style mask function, so the hook receives a compact [B, Lk] padding mask or None, never an L x L one),
+and `set_attention` switches a loaded model's attention and its parameters at run time."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from expspan_cli.attention.dispatch import attend
+from expspan_cli.attention.params import SEParams, make_params
+from expspan_cli.attention.common import draw_chunk_size, expand_kv
+from expspan_cli.attention.se import SEState, prefill_state, se_attention, se_decode
+from expspan_cli.errors import ExpspanError
+
+IMPLEMENTATIONS = {"full": "expspan_full", "se": "expspan_se", "s2": "expspan_s2", "swa": "expspan_swa"}
+_MAX_DECODE_STATES = 64
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules of a transformers model (classes named *Attention that call the interface)."""
+    return [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "is_causal")]
+
+
+def _hook(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+          **kwargs: Any) -> tuple[torch.Tensor, None]:
+    variant, params = getattr(module, "_expspan_attention", ("full", None))
+    padding = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+    if attention_mask is not None and padding is None:
+        raise ExpspanError("expspan attention received a dense attention mask", hint="load the model through "
+                           "expspan.attention.set_attention so its mask function is registered too")
+    recorder = getattr(module, "_expspan_recorder", None)
+    q_len, k_len = query.shape[2], key.shape[2]
+    if variant == "se" and (q_len != k_len or not module.training):
+        out = _se_with_cache(module, params, query, key, value, padding, scaling, recorder)
+    else:
+        out = attend(variant, params, query, key, value, padding, scaling, recorder)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _se_with_cache(module, params: SEParams, q, k, v, padding, scale, recorder):
+    """Inference: keep per-sequence SE state so decoding steps (Lq < Lk) continue what the prefill started."""
+    states: OrderedDict = module.__dict__.setdefault("_expspan_se_states", OrderedDict())
+    heads = q.shape[1]
+    scale = scale if scale is not None else q.shape[-1] ** -0.5
+    # One module may serve several layers (Zamba2's shared block): the first cached key tells their caches apart.
+    tag = (k.shape[0], tuple(k[:, 0, 0, :4].flatten().tolist()))
+    real = None if padding is None or bool(padding.all()) else padding.bool()
+    kx, vx = expand_kv(k, heads), expand_kv(v, heads)
+    if q.shape[2] == k.shape[2]:
+        chunk = draw_chunk_size(params.chunk_sizes)
+        if params.causal_retrieval:
+            state = SEState.empty(chunk)
+            out = se_decode(q, kx, vx, params, state, real, scale, recorder)
+        else:
+            out = se_attention(q, kx, vx, params, padding, scale, chunk_size=chunk, recorder=recorder)
+            state = prefill_state(q, kx, vx, params, chunk, real, scale)
+        states[tag] = state
+        while len(states) > _MAX_DECODE_STATES:
+            states.popitem(last=False)
+        return out
+    state: SEState | None = states.get(tag)
+    if state is None:
+        raise ExpspanError("SE-Attn cannot decode without its prefill state",
+                           hint="run the prompt through the model with SE-Attn before generating")
+    return se_decode(q, kx, vx, params, state, real, scale, recorder)
+
+
+def register() -> None:
+    """Register every variant with transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+
+    for name in IMPLEMENTATIONS.values():
+        AttentionInterface.register(name, _hook)
+        AttentionMaskInterface.register(name, flash_attention_mask)
+
+
+def set_attention(model: nn.Module, variant: str, **params: Any) -> nn.Module:
+    """Switch every attention layer of `model` to `variant` with `params` (validated); returns the model.
+
+    The switch is one call and reversible: train with "se", then `set_attention(model, "full")` to evaluate.
+    """
+    parsed = make_params(variant, **params)
+    modules = attention_modules(model)
+    if not modules:
+        raise ExpspanError(f"{type(model).__name__} has no attention layers, so attention {variant!r} cannot apply",
+                           hint="attention variants need a hybrid or transformer model (e.g. Bamba, Zamba2, Llama)")
+    register()
+    for module in modules:
+        module._expspan_attention = (variant, parsed)
+        module.__dict__.pop("_expspan_se_states", None)
+    model.set_attn_implementation(IMPLEMENTATIONS[variant])
+    return model
+
+
+def current_attention(model: nn.Module) -> tuple[str, Any]:
+    """(variant, params) of the model's attention layers; ("full", None) when expspan never switched it."""
+    modules = attention_modules(model)
+    return getattr(modules[0], "_expspan_attention", ("full", None)) if modules else ("full", None)
+
+
+@contextlib.contextmanager
+def record_retrievals(model: nn.Module) -> Iterator[list[dict]]:
+    """Collect, for every SE-Attn call inside the block, which blocks each chunk (or query) retrieved."""
+    records: list[dict] = []
+    modules = attention_modules(model)
+    for i, module in enumerate(modules):
+        module._expspan_recorder = _LayerRecorder(records, i)
+    try:
+        yield records
+    finally:
+        for module in modules:
+            module.__dict__.pop("_expspan_recorder", None)
+
+
+class _LayerRecorder:
+    """A list-like sink that tags each record with its attention layer's index."""
+
+    def __init__(self, records: list[dict], layer: int):
+        self.records, self.layer = records, layer
+
+    def append(self, record: dict) -> None:
+        self.records.append({"layer": self.layer, **record})

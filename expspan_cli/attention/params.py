@@ -1,0 +1,88 @@
+"""Parameters of each attention variant, with the paper's defaults and validation that names the bad field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from expspan_cli.errors import ExpspanError, require
+
+VARIANTS = ("full", "se", "s2", "swa")
+
+
+@dataclass(frozen=True)
+class FullParams:
+    """Standard causal attention (SDPA; flash-attn on CUDA when installed)."""
+
+
+@dataclass(frozen=True)
+class SEParams:
+    """SE-Attn (paper §3): chunks of M tokens attend causally to themselves plus the top-k past memory blocks of S
+    tokens, ranked by R_ij = sum_t q_t . c_j where c_j is the mean non-causal attention output inside block j."""
+
+    chunk_sizes: tuple[int, ...] = (2048, 4096)  # one is drawn per layer call (paper §4.3)
+    block_size: int = 32
+    top_k: int = 8
+    retrieval: str = "per_head"  # "per_head": each query head ranks blocks itself; "shared": scores summed over heads
+    memory: str = "relevancy"  # "relevancy" (SE-Attn) | "random" (SE-Attn-Random) | "none" (SE-Attn-NoMem)
+    causal_retrieval: bool = False  # True: each query ranks blocks with its chunk's queries up to itself only
+
+    def __post_init__(self) -> None:
+        sizes = self.chunk_sizes if isinstance(self.chunk_sizes, (list, tuple)) else (self.chunk_sizes,)
+        object.__setattr__(self, "chunk_sizes", tuple(int(m) for m in sizes))
+        require(len(self.chunk_sizes) > 0, "se: chunk_sizes must list at least one chunk size")
+        require(self.block_size > 0, f"se: block_size must be positive, got {self.block_size}")
+        for m in self.chunk_sizes:
+            require(m > 0 and m % self.block_size == 0,
+                    f"se: chunk size {m} is not a positive multiple of block_size {self.block_size}",
+                    hint="memory blocks must tile each chunk exactly")
+        require(self.top_k >= 0, f"se: top_k must be >= 0, got {self.top_k}")
+        require(self.retrieval in ("per_head", "shared"),
+                f"se: retrieval must be 'per_head' or 'shared', got {self.retrieval!r}")
+        require(self.memory in ("relevancy", "random", "none"),
+                f"se: memory must be 'relevancy', 'random' or 'none', got {self.memory!r}")
+
+
+@dataclass(frozen=True)
+class S2Params:
+    """LongLoRA's shifted sparse attention: causal attention inside groups of `group_size_ratio` * L tokens; half the
+    heads use groups shifted by half a group (no wrap-around: their first and last groups are half-size)."""
+
+    group_size_ratio: float = 0.25
+
+    def __post_init__(self) -> None:
+        require(0 < self.group_size_ratio <= 1, f"s2: group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+
+
+@dataclass(frozen=True)
+class SWParams:
+    """Causal sliding-window attention: each token sees itself and the window - 1 tokens before it."""
+
+    window: int = 4096
+
+    def __post_init__(self) -> None:
+        require(self.window > 0, f"swa: window must be positive, got {self.window}")
+
+
+PARAMS = {"full": FullParams, "se": SEParams, "s2": S2Params, "swa": SWParams}
+
+
+def make_params(variant: str, **values: Any) -> Any:
+    """Build the parameter object of `variant`; unknown variants and fields are user errors."""
+    if variant not in PARAMS:
+        raise ExpspanError(f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
+    cls = PARAMS[variant]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    require(not unknown, f"{variant}: unknown parameter(s) {', '.join(unknown)}",
+            hint=f"{variant} takes {', '.join(sorted(known)) or 'no parameters'}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ExpspanError(f"{variant}: {err}") from err
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    return asdict(params)
+
+

@@ -1,0 +1,204 @@
+"""Every attention fast path against its plain reference, and SE-Attn's defining properties."""
+
+import pytest
+import torch
+
+from expspan_cli.attention import S2Params, SEParams, SWParams, attend, make_params
+from expspan_cli.attention.reference import (
+    full_reference,
+    masked_attention,
+    s2_reference,
+    se_reference,
+    swa_reference,
+)
+from expspan_cli.attention.se import se_attention
+from expspan_cli.errors import ExpspanError
+
+B, HQ, HKV, D = 2, 4, 2, 8
+
+
+def qkv(length, seed=0, requires_grad=False, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, HQ, length, D, generator=g, dtype=dtype)
+    k = torch.randn(B, HKV, length, D, generator=g, dtype=dtype)
+    v = torch.randn(B, HKV, length, D, generator=g, dtype=dtype)
+    return [t.requires_grad_(requires_grad) for t in (q, k, v)]
+
+
+def grads(fn, tensors):
+    out = fn(*tensors)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    result = [t.grad.clone() for t in tensors]
+    for t in tensors:
+        t.grad = None
+    return out.detach(), result
+
+
+SE_CASES = [
+    dict(top_k=2),
+    dict(top_k=2, retrieval="shared"),
+    dict(top_k=3, memory="random"),
+    dict(top_k=2, memory="none"),
+    dict(top_k=2, causal_retrieval=True),
+    dict(top_k=7),  # more slots than early chunks have blocks: the masked path
+    dict(top_k=0),
+]
+
+
+@pytest.mark.parametrize("length", [64, 70])
+@pytest.mark.parametrize("case", SE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_se_fast_equals_reference_outputs_and_gradients(case, length):
+    params = SEParams(chunk_sizes=(16,), block_size=4, **case)
+    tensors = qkv(length, requires_grad=True)
+    torch.manual_seed(3)
+    fast, g_fast = grads(lambda q, k, v: se_attention(q, k, v, params), tensors)
+    torch.manual_seed(3)
+    ref, g_ref = grads(lambda q, k, v: se_reference(q, k, v, params), tensors)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", [dict(top_k=2), dict(top_k=2, causal_retrieval=True), dict(top_k=2, memory="none")])
+def test_se_with_left_padding_matches_reference_on_real_tokens(case):
+    params = SEParams(chunk_sizes=(16,), block_size=4, **case)
+    q, k, v = qkv(64)
+    real = torch.ones(B, 64, dtype=torch.bool)
+    real[1, :9] = False  # left padding that ends inside a block
+    fast = se_attention(q, k, v, params, key_padding=real)
+    ref = se_reference(q, k, v, params, key_padding=real)
+    torch.testing.assert_close(fast[0], ref[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast[1, :, 9:], ref[1, :, 9:], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(fast).all()
+
+
+def test_se_with_enough_slots_is_full_causal_attention_outputs_and_gradients():
+    params = SEParams(chunk_sizes=(16,), block_size=4, top_k=12)  # 12 = blocks before the last chunk
+    tensors = qkv(64, requires_grad=True)
+    out, g = grads(lambda q, k, v: se_attention(q, k, v, params), tensors)
+    out_full, g_full = grads(full_reference, tensors)
+    torch.testing.assert_close(out, out_full, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g, g_full):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_se_without_memory_is_block_diagonal_causal():
+    q, k, v = qkv(64)
+    pos = torch.arange(64)
+    block_diag = (pos[:, None] // 16 == pos[None, :] // 16) & (pos[None, :] <= pos[:, None])
+    out = se_attention(q, k, v, SEParams(chunk_sizes=(16,), block_size=4, memory="none"))
+    torch.testing.assert_close(out, masked_attention(q, k, v, block_diag), atol=1e-5, rtol=1e-5)
+
+
+def test_se_retrieves_a_planted_block():
+    q, k, v = qkv(64, seed=1)
+    q, k, v = q * 0.1, k * 0.1, v * 0.1
+    direction = torch.zeros(D)
+    direction[0] = 1.0
+    planted = 5  # block 5 = tokens 20..23, in the past of the last chunk (48..63)
+    q[:, :, 48:] += 3 * direction
+    k[:, :, 20:24] += 3 * direction
+    v[:, :, 20:24] += 3 * direction  # its summary then points along the chunk's queries
+    records = []
+    se_attention(q, k, v, SEParams(chunk_sizes=(16,), block_size=4, top_k=1), recorder=records)
+    idx = records[0]["indices"]  # [B, H, T, k]
+    assert (idx[:, :, 3, 0] == planted).all()
+
+
+def test_causal_mode_outputs_ignore_later_tokens_and_paper_mode_does_not():
+    q, k, v = qkv(64)
+    q2, k2, v2 = (t.clone() for t in (q, k, v))
+    t = 37  # inside chunk 2 (32..47)
+    q2[:, :, t + 1:] = torch.randn_like(q2[:, :, t + 1:]) * 5
+    k2[:, :, t + 1:] = torch.randn_like(k2[:, :, t + 1:])
+    v2[:, :, t + 1:] = torch.randn_like(v2[:, :, t + 1:])
+    causal = SEParams(chunk_sizes=(16,), block_size=4, top_k=1, causal_retrieval=True)
+    torch.testing.assert_close(se_attention(q, k, v, causal)[:, :, : t + 1],
+                               se_attention(q2, k2, v2, causal)[:, :, : t + 1])
+    paper = SEParams(chunk_sizes=(16,), block_size=4, top_k=1)
+    diff = (se_attention(q, k, v, paper) - se_attention(q2, k2, v2, paper))[:, :, 32: t + 1].abs().max()
+    assert diff > 1e-3, "the paper's chunk-level score should let later queries change earlier outputs"
+
+
+def test_chunk_size_is_drawn_per_call_from_the_list():
+    q, k, v = qkv(64)
+    params = SEParams(chunk_sizes=(16, 32), block_size=4, top_k=1)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        records = []
+        se_attention(q, k, v, params, recorder=records)
+        seen.add(records[0]["chunk_size"])
+    assert seen == {16, 32}
+
+
+@pytest.mark.parametrize("length", [64, 96])
+@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def test_s2_fast_equals_reference_and_has_no_wraparound(length, ratio):
+    params = S2Params(group_size_ratio=ratio)
+    tensors = qkv(length, requires_grad=True)
+    fast, g_fast = grads(lambda q, k, v: attend("s2", params, q, k, v), tensors)
+    ref, g_ref = grads(lambda q, k, v: s2_reference(q, k, v, params), tensors)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # A shifted head's first token sees only itself: nothing from the sequence's end wraps around to it.
+    q, k, v = (t.detach() for t in tensors)
+    torch.testing.assert_close(fast[:, HQ // 2:, 0], v.repeat_interleave(HQ // HKV, 1)[:, HQ // 2:, 0])
+
+
+@pytest.mark.parametrize("length,window", [(64, 16), (70, 12), (20, 32)])
+def test_swa_fast_equals_dense_band(length, window):
+    params = SWParams(window=window)
+    tensors = qkv(length, requires_grad=True)
+    fast, g_fast = grads(lambda q, k, v: attend("swa", params, q, k, v), tensors)
+    ref, g_ref = grads(lambda q, k, v: swa_reference(q, k, v, params), tensors)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_full_and_decoding_offsets_match_reference():
+    q, k, v = qkv(40)
+    torch.testing.assert_close(attend("full", None, q, k, v), full_reference(q, k, v), atol=1e-5, rtol=1e-5)
+    last = q[:, :, -3:]  # three decoding queries over the whole cache
+    torch.testing.assert_close(attend("full", None, last, k, v), full_reference(q, k, v)[:, :, -3:],
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attend("swa", SWParams(window=8), last, k, v),
+                               swa_reference(q, k, v, SWParams(window=8))[:, :, -3:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("variant,params", [("se", SEParams(chunk_sizes=(16,), block_size=4, top_k=2)),
+                                            ("s2", S2Params()), ("swa", SWParams(window=16)), ("full", None)])
+def test_low_precision_runs_and_stays_close_to_fp32(dtype, variant, params):
+    q, k, v = qkv(64)
+    torch.manual_seed(0)
+    ref = attend(variant, params, q, k, v)
+    torch.manual_seed(0)
+    low = [t.to(dtype).requires_grad_() for t in (q, k, v)]
+    out = attend(variant, params, *low)
+    out.float().sum().backward()
+    assert out.dtype == dtype and all(t.grad is not None and torch.isfinite(t.grad).all() for t in low)
+    torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("variant,values,message", [
+    ("se", dict(chunk_sizes=[100], block_size=32), "not a positive multiple of block_size"),
+    ("se", dict(top_k=-1), "top_k must be >= 0"),
+    ("se", dict(retrieval="both"), "retrieval must be"),
+    ("se", dict(memory="lots"), "memory must be"),
+    ("se", dict(windw=3), "unknown parameter"),
+    ("s2", dict(group_size_ratio=0), "group_size_ratio"),
+    ("swa", dict(window=0), "window must be positive"),
+    ("flash", dict(), "unknown attention variant"),
+])
+def test_bad_parameters_raise_user_errors(variant, values, message):
+    with pytest.raises(ExpspanError, match=message):
+        make_params(variant, **values)
+
+
+def test_s2_rejects_a_length_its_groups_do_not_tile():
+    q, k, v = qkv(70)
+    with pytest.raises(ExpspanError, match="not a multiple of its group size"):
+        attend("s2", S2Params(), q, k, v)

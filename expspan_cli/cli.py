@@ -8,6 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
+from expspan_cli.commands import prepare
 from expspan_cli.errors import ExpspanError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(prepare.app, name="prepare")
 
 
 @app.callback()

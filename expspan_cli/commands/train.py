@@ -1,0 +1,118 @@
+"""`expspan pretrain`, `expspan finetune`, `expspan export`: parse options, call the train library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from expspan_cli.errors import ExpspanError
+
+
+def _attn_params(pairs: list[str] | None) -> dict | None:
+    """KEY=VALUE pairs (values parsed as YAML: numbers, lists like [256,512], booleans)."""
+    if not pairs:
+        return None
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ExpspanError(f"--attn-param {pair!r} is not KEY=VALUE", hint="e.g. --attn-param chunk_sizes=[256,512]")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options) -> None:
+    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.run import run_training
+
+    options["attn_params"] = _attn_params(options.pop("attn_param"))
+    run = run_training(build_recipe(recipe, **options), out, kind=kind, resume=resume)
+    typer.echo(f"run complete: {run}")
+
+
+Out = typer.Option(..., "--out", help="run directory to create (or continue with --resume)")
+RecipeOpt = typer.Option(None, "--recipe", help="YAML recipe; options given here override its fields")
+Resume = typer.Option(False, "--resume", help="continue an interrupted run from its last complete checkpoint")
+Data = typer.Option(None, "--data", help="directory written by `expspan prepare`")
+MaxSteps = typer.Option(None, "--max-steps", help="optimizer steps [1000]")
+SaveSteps = typer.Option(None, "--save-steps", help="checkpoint every N steps [100]")
+Lr = typer.Option(None, "--lr", help="learning rate [2e-4; 2e-5 with S2-Attn]")
+Seed = typer.Option(None, "--seed", help="random seed [42]")
+SeqLen = typer.Option(None, "--seq-len", help="training length; must divide the prepared block length [prepared]")
+Batch = typer.Option(None, "--batch-size", help="per-device batch size [1]")
+Accum = typer.Option(None, "--grad-accum", help="gradient accumulation steps [8]")
+Warmup = typer.Option(None, "--warmup-steps", help="linear warmup steps [20]")
+Sched = typer.Option(None, "--lr-scheduler", help="transformers scheduler name [constant_with_warmup]")
+Wd = typer.Option(None, "--weight-decay", help="AdamW weight decay [0]")
+Bf16 = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision [where supported]")
+Gc = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="[on]")
+Ds = typer.Option(None, "--deepspeed", help="DeepSpeed config, e.g. recipes/deepspeed-zero2.yaml")
+
+
+def pretrain(out: Path = Out, data: Optional[str] = Data, model: Optional[str] = typer.Option(
+                 None, "--model", help="preset tiny model to build [tiny-hybrid]"),
+             seq_len: Optional[int] = SeqLen, max_steps: Optional[int] = MaxSteps,
+             save_steps: Optional[int] = SaveSteps, lr: Optional[float] = Lr, seed: Optional[int] = Seed,
+             batch_size: Optional[int] = Batch, grad_accum: Optional[int] = Accum,
+             warmup_steps: Optional[int] = Warmup, lr_scheduler: Optional[str] = Sched,
+             weight_decay: Optional[float] = Wd, bf16: Optional[bool] = Bf16, gradient_checkpointing: Optional[bool] = Gc,
+             recipe: Optional[Path] = RecipeOpt, resume: bool = Resume) -> None:
+    """Pre-train a preset tiny hybrid (every parameter, full attention) at a short context on prepared data."""
+    _train("pretrain", out, recipe, resume, data=data, model=model, seq_len=seq_len, max_steps=max_steps,
+           save_steps=save_steps, lr=lr, seed=seed, per_device_batch_size=batch_size, grad_accum=grad_accum,
+           warmup_steps=warmup_steps, lr_scheduler=lr_scheduler, weight_decay=weight_decay, bf16=bf16,
+           gradient_checkpointing=gradient_checkpointing, attn_param=None)
+
+
+def finetune(out: Path = Out, data: Optional[str] = Data,
+             model: Optional[str] = typer.Option(None, "--model", help="preset, hub id, model directory or pretrain "
+                                                 "run [tiny-hybrid]"),
+             method: Optional[str] = typer.Option(None, "--method", help="full | lora | lora+ | hylora | longlora "
+                                                  "[hylora]"),
+             attn: Optional[str] = typer.Option(None, "--attn", help="full | se | s2 | swa [se]"),
+             attn_param: Optional[list[str]] = typer.Option(None, "--attn-param", help="KEY=VALUE for the attention "
+                                                            "(se: chunk_sizes, block_size, top_k; s2: "
+                                                            "group_size_ratio; swa: window); repeatable"),
+             seq_len: Optional[int] = SeqLen, max_steps: Optional[int] = MaxSteps,
+             save_steps: Optional[int] = SaveSteps, lr: Optional[float] = Lr, seed: Optional[int] = Seed,
+             lora_r: Optional[int] = typer.Option(None, "--lora-r", help="LoRA rank [32 hybrids, 8 transformers]"),
+             lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", help="LoRA alpha [2 x rank]"),
+             lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout", help="LoRA dropout [0]"),
+             lora_targets: Optional[list[str]] = typer.Option(None, "--lora-target", help="attention projection to "
+                                                              "adapt; repeatable [q_proj k_proj v_proj o_proj]"),
+             rope_scaling: Optional[str] = typer.Option(None, "--rope-scaling", help="auto | none | FACTOR [auto: "
+                                                        "LongLoRA's linear scaling on transformers]"),
+             batch_size: Optional[int] = Batch, grad_accum: Optional[int] = Accum,
+             warmup_steps: Optional[int] = Warmup, lr_scheduler: Optional[str] = Sched,
+             weight_decay: Optional[float] = Wd, bf16: Optional[bool] = Bf16, gradient_checkpointing: Optional[bool] = Gc,
+             deepspeed: Optional[str] = Ds, recipe: Optional[Path] = RecipeOpt, resume: bool = Resume) -> None:
+    """Fine-tune a model at long context with an adapter method and an attention variant."""
+    if rope_scaling not in (None, "auto", "none"):
+        try:
+            rope_scaling = float(rope_scaling)
+        except ValueError:
+            raise ExpspanError(f"--rope-scaling {rope_scaling!r} is not auto, none or a number") from None
+    _train("finetune", out, recipe, resume, data=data, model=model, method=method, attn=attn, attn_param=attn_param,
+           seq_len=seq_len, max_steps=max_steps, save_steps=save_steps, lr=lr, seed=seed, lora_r=lora_r,
+           lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets or None,
+           rope_scaling=rope_scaling, per_device_batch_size=batch_size, grad_accum=grad_accum,
+           warmup_steps=warmup_steps, lr_scheduler=lr_scheduler, weight_decay=weight_decay, bf16=bf16,
+           gradient_checkpointing=gradient_checkpointing, deepspeed=deepspeed)
+
+
+def export(run: Path = typer.Argument(..., help="a completed pretrain/finetune run directory"),
+           out: Path = typer.Option(..., "--out", help="directory for the merged transformers model"),
+           force: bool = typer.Option(False, "--force", help="replace an existing --out")) -> None:
+    """Write a run's model (base + trained tensors + merged LoRA) as a standalone transformers model."""
+    from expspan_cli.train.export import export_run
+
+    typer.echo(f"exported: {export_run(run, out, force)}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (pretrain, finetune, export):
+        app.command()(command)

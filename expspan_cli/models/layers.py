@@ -1,0 +1,58 @@
+"""Where the parts HyLoRA cares about live in a loaded model: attention projections, SSM 1D convs, norms, embeddings.
+
+Parts are found by module type and position, never by parameter name alone: SSM and attention projections share
+names (`in_proj`, `out_proj`) in some families, and PEFT's name matching would silently pick the wrong ones.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _attention_modules(model: nn.Module) -> list[nn.Module]:
+    from expspan_cli.attention import attention_modules
+
+    return attention_modules(model)
+
+
+def ssm_mixers(model: nn.Module) -> dict[str, nn.Module]:
+    """Mamba mixers by qualified name: modules that hold a depthwise `conv1d` next to an `in_proj`."""
+    return {name: mod for name, mod in model.named_modules()
+            if isinstance(getattr(mod, "conv1d", None), nn.Conv1d) and hasattr(mod, "in_proj")}
+
+
+def attention_projection_names(model: nn.Module, targets: tuple[str, ...] = ATTENTION_PROJECTIONS) -> list[str]:
+    """Qualified names of the `targets` linear projections inside attention layers (exact names, for PEFT)."""
+    ids = {id(m) for m in _attention_modules(model)}
+    names = []
+    for name, mod in model.named_modules():
+        if id(mod) in ids:
+            names += [f"{name}.{t}" for t in targets if isinstance(getattr(mod, t, None), nn.Linear)]
+    return names
+
+
+def is_norm(module: nn.Module) -> bool:
+    """LayerNorm / RMSNorm / gated RMSNorm of any family (transformers names them all `*Norm*`)."""
+    return isinstance(module, nn.LayerNorm) or ("Norm" in type(module).__name__ and not list(module.children()))
+
+
+def parameter_groups(model: nn.Module) -> dict[str, str]:
+    """Group of every (deduplicated) parameter by qualified name: lora, embeddings, norms, conv1d or other."""
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    conv_ids = {id(m.conv1d) for m in ssm_mixers(model).values()}
+    groups: dict[str, str] = {}
+    for name, _ in model.named_parameters():
+        owner = model.get_submodule(name.rpartition(".")[0])
+        if ".lora_" in f".{name}":
+            groups[name] = "lora"
+        elif owner is embed:
+            groups[name] = "embeddings"
+        elif id(owner) in conv_ids:
+            groups[name] = "conv1d"
+        elif is_norm(owner):
+            groups[name] = "norms"
+        else:
+            groups[name] = "other"
+    return groups

@@ -1,0 +1,185 @@
+"""Load a model by preset name, hub id, local directory or run directory (base + adapter + trained tensors)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers as tf
+
+from expspan_cli.errors import ExpspanError, require
+
+_OFFLINE_HINT = ("offline, pass a local model directory (download it where there is network with `hf download "
+                 "{spec} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the local cache")
+ADAPTER_INFO = "expspan_adapter.json"  # next to a PEFT adapter: the base model spec and config overrides it needs
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    hub_id: str | None = None  # None: built locally (random init)
+    backend: str = "transformers"  # "mamba_ssm": GPU-only mamba-ssm MambaLMHeadModel
+    pretrain_context: int | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny-hybrid": Preset("~5M-param Bamba (3 Mamba-2 + 1 attention layer, partial RoPE), random init, vocab of "
+                          "the prepared tokenizer"),
+    "mamba2-hybrid-2.7b": Preset("the paper's Mamba-2-Hybrid 2.7B", "state-spaces/mamba2attn-2.7b", "mamba_ssm", 2048),
+    "llama-7b": Preset("Llama-1 7B (paper App. C)", "huggyllama/llama-7b", pretrain_context=2048),
+    "zamba2-1.2b": Preset("Zamba2 1.2B (paper App. D)", "Zyphra/Zamba2-1.2B", pretrain_context=4096),
+}
+
+
+def _dtype(dtype: Any) -> torch.dtype | None:
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in names:
+        raise ExpspanError(f"unknown dtype {dtype!r}", hint=f"one of {', '.join(names)}")
+    return names[dtype]
+
+
+def _load_tokenizer(source: str | Path) -> tf.PreTrainedTokenizerBase:
+    try:
+        return tf.AutoTokenizer.from_pretrained(str(source))
+    except (OSError, ValueError) as err:
+        raise ExpspanError(f"cannot load a tokenizer from {source}: {str(err).splitlines()[0]}") from err
+
+
+def _config_with(source: str, overrides: dict[str, Any] | None) -> tf.PretrainedConfig:
+    config = tf.AutoConfig.from_pretrained(source)
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    return config
+
+
+def _from_pretrained(source: str, overrides: dict[str, Any] | None, dtype: torch.dtype | None
+                     ) -> tf.PreTrainedModel:
+    local = Path(source).is_dir()
+    try:
+        config = _config_with(source, overrides)
+        return tf.AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype or torch.float32)
+    except OSError as err:
+        if local:
+            raise ExpspanError(f"{source} is not a loadable transformers model: {str(err).splitlines()[0]}") from err
+        raise ExpspanError(f"cannot load model {source!r}: not a local model directory, and the hub is unreachable "
+                           "or has no such model", hint=_OFFLINE_HINT.format(spec=source)) from err
+
+
+def _build_preset(name: str, tokenizer: str | None, overrides: dict[str, Any] | None, dtype: torch.dtype | None,
+                  seed: int) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase]:
+    from expspan_cli.models.tiny import tiny_hybrid_config
+
+    if tokenizer is None:
+        raise ExpspanError(f"preset {name!r} takes its vocabulary from a tokenizer",
+                           hint="pass the prepared data's tokenizer (DIR/tokenizer)")
+    tok = _load_tokenizer(tokenizer)
+    config = tiny_hybrid_config(len(tok), **(overrides or {}))
+    torch.manual_seed(seed)
+    model = tf.AutoModelForCausalLM.from_config(config)
+    return (model.to(dtype) if dtype else model), tok
+
+
+def _run_final(spec: str) -> Path | None:
+    """RUN/final when spec is a completed pretrain/finetune run directory."""
+    from expspan_cli.runs import read_manifest
+
+    manifest = read_manifest(spec) if Path(spec).is_dir() else None
+    if manifest and manifest.get("kind") in ("pretrain", "finetune"):
+        return Path(spec) / manifest.get("final", "final")
+    return None
+
+
+def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, device: Any = None,
+               tokenizer: str | None = None, config_overrides: dict[str, Any] | None = None, seed: int = 0
+               ) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase | None]:
+    """A causal LM and its tokenizer from a preset name, hub id, local model directory or fine-tuning run directory.
+
+    A run directory (or `adapter`, a saved adapter directory) restores the base model, the trained non-LoRA tensors
+    and the LoRA adapter, merged into a plain transformers model. `tokenizer` overrides the model's own (presets
+    take their vocabulary from it); `config_overrides` are set on the config before the weights load (RoPE scaling).
+    """
+    spec = str(spec)
+    final = _run_final(spec)
+    if final is not None:
+        if (final / ADAPTER_INFO).exists():
+            adapter, spec = str(final), ""
+        else:
+            spec = str(final)
+    if adapter is not None:
+        info_path = Path(adapter) / ADAPTER_INFO
+        if not info_path.exists():
+            raise ExpspanError(f"{adapter} is not an expspan adapter directory (no {ADAPTER_INFO})")
+        info = json.loads(info_path.read_text())
+        base_spec = spec or info["base_model"]
+        overrides = {**info.get("config_overrides", {}), **(config_overrides or {})}
+        model, tok = load_model(base_spec, dtype=dtype, tokenizer=tokenizer or adapter,
+                                config_overrides=overrides, seed=info.get("seed", seed))
+        from expspan_cli.train.adapters import restore_adapter
+
+        model = restore_adapter(model, adapter)
+        if tokenizer is None and (Path(adapter) / "tokenizer_config.json").exists():
+            tok = _load_tokenizer(adapter)
+    elif spec in PRESETS:
+        preset = PRESETS[spec]
+        if preset.backend == "mamba_ssm":
+            from expspan_cli.models.mamba_ssm_backend import load_mamba_ssm
+
+            model = load_mamba_ssm(preset.hub_id, dtype=_dtype(dtype))
+            tok = _load_tokenizer(tokenizer or "EleutherAI/gpt-neox-20b")
+        elif preset.hub_id:
+            model, tok = load_model(preset.hub_id, dtype=dtype, tokenizer=tokenizer, config_overrides=config_overrides)
+        else:
+            model, tok = _build_preset(spec, tokenizer, config_overrides, _dtype(dtype), seed)
+    else:
+        if not Path(spec).is_dir() and (os.sep in spec.strip("/") and spec.count("/") != 1 or Path(spec).exists()):
+            raise ExpspanError(f"model {spec!r} is neither a preset, a directory nor a hub id",
+                               hint=f"presets: {', '.join(PRESETS)}")
+        model = _from_pretrained(spec, config_overrides, _dtype(dtype))
+        tok = _load_tokenizer(tokenizer) if tokenizer else _maybe_tokenizer(spec)
+    if device is not None:
+        model = model.to(device)
+    return model, tok
+
+
+def _maybe_tokenizer(source: str) -> tf.PreTrainedTokenizerBase | None:
+    try:
+        return tf.AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        return None
+
+
+def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedConfig | None:
+    """The transformers config `load_model(spec)` would build, without loading weights (None: not a transformers
+    model, i.e. the mamba-ssm backend)."""
+    spec = str(spec)
+    final = _run_final(spec)
+    if final is not None:
+        if not (final / ADAPTER_INFO).exists():
+            return _config_with(str(final), None)
+        info = json.loads((final / ADAPTER_INFO).read_text())
+        config = model_config(info["base_model"], tokenizer=tokenizer or str(final))
+        for key, value in info.get("config_overrides", {}).items():
+            setattr(config, key, value)
+        return config
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        if preset.backend == "mamba_ssm":
+            return None
+        if preset.hub_id:
+            return model_config(preset.hub_id)
+        from expspan_cli.models.tiny import tiny_hybrid_config
+
+        require(tokenizer is not None, f"preset {spec!r} takes its vocabulary from a tokenizer")
+        return tiny_hybrid_config(len(_load_tokenizer(tokenizer)))
+    try:
+        return _config_with(spec, None)
+    except OSError as err:
+        raise ExpspanError(f"cannot load model {spec!r}: not a local model directory, and the hub is unreachable or "
+                           "has no such model", hint=_OFFLINE_HINT.format(spec=spec)) from err

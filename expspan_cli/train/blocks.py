@@ -1,0 +1,31 @@
+"""Training examples from prepared data (its packed blocks, cut to the training length) and their collation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from expspan_cli.errors import require
+
+
+def training_blocks(data: str | Path, split: str, seq_len: int | None) -> tuple[Any, Any, int]:
+    """(blocks dataset, prepared data, training length); seq_len None trains at the prepared block length."""
+    from expspan_cli.data import load_prepared
+
+    prepared = load_prepared(data)
+    blocks = prepared.packed(split, seq_len)
+    require(len(blocks) > 0, f"{data}: packed split {split!r} is empty")
+    return blocks, prepared, seq_len or prepared.seq_len
+
+
+def tokenizer_dir(prepared: Any) -> Path:
+    """Where `expspan prepare` saved the tokenizer every later stage must use."""
+    return Path(prepared.path) / prepared.manifest["tokenizer"]["path"]
+
+
+def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Causal LM batch: every block is full length, so no padding and every label counts (EOS included)."""
+    ids = torch.tensor([row["input_ids"] for row in rows], dtype=torch.long)
+    return {"input_ids": ids, "labels": ids.clone()}

@@ -1,0 +1,252 @@
+"""`expspan pretrain` / `expspan finetune`: one HF Trainer run into a run directory.
+
+RUN/recipe.json (the resolved recipe), RUN/metrics.jsonl (one line per step), RUN/checkpoints/checkpoint-N (every
+save_steps; counted once complete), RUN/final/ (full model, or adapter + trained tensors) and, last, RUN/manifest.json:
+a run directory with a manifest is complete; `--resume` continues one without.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from expspan_cli.errors import ExpspanError, require
+from expspan_cli.recipe import TrainRecipe
+from expspan_cli.runs import atomic_dir, atomic_write_json, provenance, read_manifest, write_manifest
+
+RESUMABLE_CHANGES = {"max_steps", "save_steps", "save_total_limit", "logging_steps", "deepspeed"}
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
+    """Fill what depends on other fields: a preset method's attention and lr; pre-training is full/full."""
+    from expspan_cli.attention import VARIANTS
+    from expspan_cli.train.adapters import get_method
+
+    if kind == "pretrain":
+        require(recipe.method in ("full", "hylora") and recipe.attn in (None, "full", "se"),
+                "pretrain trains every parameter with full attention", hint="drop --method/--attn")
+        recipe.method, recipe.attn = "full", "full"
+    method = get_method(recipe.method)
+    if method.attn:
+        require(recipe.attn in (None, method.attn), f"method {recipe.method!r} is S2-Attn + lora+; it cannot run "
+                f"with attention {recipe.attn!r}", hint=f"use --method lora+ --attn {recipe.attn}")
+        recipe.attn = method.attn
+        recipe.lr = recipe.lr if recipe.lr is not None else method.lr
+    recipe.attn = recipe.attn or "se"
+    if recipe.attn not in VARIANTS:
+        raise ExpspanError(f"unknown attention {recipe.attn!r}", hint=f"one of {', '.join(VARIANTS)}")
+    require(recipe.data is not None, "no training data given", hint="pass --data DIR (written by `expspan prepare`)")
+    return recipe
+
+
+def _rope_overrides(recipe: TrainRecipe, config: Any, seq_len: int, hybrid: bool) -> dict[str, Any]:
+    """LongLoRA's linear position interpolation (factor ceil(L / pre-training context)) for transformers;
+    hybrids keep their RoPE (the paper scales none)."""
+    if recipe.rope_scaling == "none" or (recipe.rope_scaling == "auto" and hybrid):
+        return {}
+    context = getattr(config, "max_position_embeddings", None)
+    factor = float(recipe.rope_scaling) if recipe.rope_scaling != "auto" else \
+        float(math.ceil(seq_len / context)) if context and seq_len > context else None
+    rope = dict(getattr(config, "rope_parameters", None) or {})
+    if not factor or factor == 1.0 or not rope:
+        return {}
+    return {"rope_parameters": {**rope, "rope_type": "linear", "factor": factor}}
+
+
+def _deepspeed_config(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    import importlib.util
+
+    import yaml
+
+    require(importlib.util.find_spec("deepspeed") is not None, "a DeepSpeed config was given but deepspeed is not "
+            "installed", hint="pip install deepspeed (GPU machines), or drop deepspeed from the recipe")
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    except FileNotFoundError as err:
+        raise ExpspanError(f"DeepSpeed config {path} does not exist") from err
+
+
+def _prepare_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> bool:
+    """Create or check RUN; True when this call created it (so a failure may remove it again)."""
+    require(read_manifest(run) is None, f"{run} is a completed run", hint="choose another --out")
+    saved = run / "recipe.json"
+    if run.exists() and any(run.iterdir()):
+        require(resume, f"{run} already holds an unfinished run", hint="pass --resume to continue it, or another --out")
+        if saved.exists():
+            old = json.loads(saved.read_text())
+            changed = sorted(k for k, v in recipe.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
+            require(not changed, f"--resume with a different recipe ({', '.join(changed)} changed)",
+                    hint="resume with the options of the interrupted run")
+        return False
+    if _is_main():
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(saved, recipe.to_dict())
+    return True
+
+
+def load_for_training(recipe: TrainRecipe, kind: str, prepared: Any, seq_len: int
+                      ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The model to train (attention switched, before any adapter) with its tokenizer and config overrides."""
+    import transformers as tf
+
+    from expspan_cli.attention import set_attention
+    from expspan_cli.models import PRESETS, load_model, model_config
+    from expspan_cli.models.layers import ssm_mixers
+    from expspan_cli.train.blocks import tokenizer_dir
+
+    tokenizer = str(tokenizer_dir(prepared))
+    if kind == "pretrain":
+        require(recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None,
+                f"pretrain builds a preset tiny model; {recipe.model!r} is not one",
+                hint=f"use --model {next(n for n, p in PRESETS.items() if p.hub_id is None)}")
+        overrides: dict[str, Any] = {"max_position_embeddings": seq_len}
+        model, tok = load_model(recipe.model, tokenizer=tokenizer, config_overrides=overrides, seed=recipe.seed)
+    else:
+        config = model_config(recipe.model, tokenizer=tokenizer)
+        with torch.device("meta"):
+            hybrid = bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
+        overrides = _rope_overrides(recipe, config, seq_len, hybrid)
+        local_preset = recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None
+        model, tok = load_model(recipe.model, tokenizer=tokenizer if local_preset else None,
+                                config_overrides=overrides)
+        _check_vocab(prepared, tok, model)
+    if recipe.attn != "full":
+        set_attention(model, recipe.attn, **recipe.attn_params)
+    elif recipe.attn_params:
+        raise ExpspanError("attention 'full' takes no attn_params", hint="drop attn_params or pick --attn se/s2/swa")
+    model.config.use_cache = False
+    return model, tok, overrides
+
+
+def _check_vocab(prepared: Any, tok: Any, model: torch.nn.Module) -> None:
+    from expspan_cli.data import check_tokenizer
+
+    if tok is not None:
+        check_tokenizer(prepared, tok)
+    else:
+        vocab = model.get_input_embeddings().num_embeddings
+        require(vocab >= len(prepared.tokenizer), f"{prepared.path} was prepared with a tokenizer of "
+                f"{len(prepared.tokenizer)} tokens; the model embeds {vocab}", hint="prepare the data with the "
+                "model's tokenizer")
+
+
+def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune", resume: bool = False,
+                 console: Console | None = None) -> Path:
+    """Train per `recipe` into run directory `out` (see module doc); returns it. Validates everything a user can
+    get wrong before the directory is created."""
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    from expspan_cli.train.adapters import apply_method, load_trained_tensors, print_trainable_table, trainable_table
+    from expspan_cli.train.blocks import collate, training_blocks
+    from expspan_cli.train.callbacks import (CompleteCheckpointCallback, MetricsCallback, last_complete_checkpoint,
+                                             training_progress, truncate_metrics)
+    console = console or Console(stderr=True)
+    recipe = resolve_recipe(recipe, kind)
+    run, data_dir = Path(out), Path(recipe.data)
+    blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
+    model, tok, overrides = load_for_training(recipe, kind, prepared, seq_len)
+    model = apply_method(model, recipe.method, r=recipe.lora_r, alpha=recipe.lora_alpha,
+                         dropout=recipe.lora_dropout, targets=tuple(recipe.lora_targets))
+    peft = hasattr(model, "peft_config")
+    table = trainable_table(model)
+    if _is_main():
+        print_trainable_table(table, recipe.method, console)
+    ds_config = _deepspeed_config(recipe.deepspeed)
+    bf16 = recipe.bf16 if recipe.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    created = _prepare_run_dir(run, recipe, resume)
+    ckpt_dir = run / "checkpoints"
+    checkpoint = last_complete_checkpoint(ckpt_dir, clean=_is_main()) if resume else None
+    metrics = run / "metrics.jsonl"
+    if _is_main():
+        truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
+    if checkpoint and peft:
+        load_trained_tensors(model, checkpoint)
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), max_steps=recipe.max_steps, per_device_train_batch_size=recipe.per_device_batch_size,
+        gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.resolved_lr(),
+        warmup_steps=recipe.warmup_steps, lr_scheduler_type=recipe.lr_scheduler, weight_decay=recipe.weight_decay,
+        bf16=bf16, gradient_checkpointing=recipe.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=recipe.logging_steps,
+        save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit, seed=recipe.seed,
+        data_seed=recipe.seed, report_to="none", disable_tqdm=True, remove_unused_columns=False,
+        dataloader_num_workers=0, deepspeed=ds_config, ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available())
+    tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
+    callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
+                 CompleteCheckpointCallback(peft)] + _tensorboard(run)
+    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)
+    start = time.time()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException:
+        if created and _is_main() and last_complete_checkpoint(ckpt_dir, clean=False) is None:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+    if trainer.is_world_process_zero():
+        _finish(run, recipe, kind, trainer.model, tok, overrides, table, seq_len, data_dir, time.time() - start,
+                str(checkpoint) if checkpoint else None, peft)
+    return run
+
+
+def _tensorboard(run: Path) -> list[Any]:
+    """TensorBoard logging into RUN/tensorboard when tensorboard is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        return []
+    from transformers.integrations import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(run / "tensorboard")
+    return [callback]
+
+
+def _finish(run: Path, recipe: TrainRecipe, kind: str, model: torch.nn.Module, tok: Any, overrides: dict[str, Any],
+            table: list[dict[str, Any]], seq_len: int, data_dir: Path, wall: float, resumed_from: str | None,
+            peft: bool) -> None:
+    """RUN/final (atomic), then the manifest that marks the run complete."""
+    from expspan_cli.attention import set_attention
+
+    if recipe.attn != "full":
+        set_attention(model.get_base_model() if peft else model, "full")  # saved models load with plain attention
+    with atomic_dir(run / "final", force=True) as tmp:
+        if peft:
+            from expspan_cli.train.adapters import save_adapter
+
+            base = recipe.model if not Path(recipe.model).exists() else str(Path(recipe.model).resolve())
+            save_adapter(model, tmp, {"base_model": base, "config_overrides": overrides, "seed": recipe.seed,
+                                      "method": recipe.method})
+        else:
+            model.save_pretrained(str(tmp))
+        if tok is not None:
+            tok.save_pretrained(str(tmp))
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rates = [s["tokens_per_s"] for s in steps if s.get("tokens_per_s")]
+    write_manifest(run, {
+        "kind": kind, "model": recipe.model, "method": recipe.method, "attention": recipe.attn,
+        "attn_params": recipe.attn_params, "seq_len": seq_len, "data": str(data_dir.resolve()), "final": "final",
+        "config_overrides": overrides, "recipe": recipe.to_dict(), "trainable": table, "resumed_from": resumed_from,
+        "summary": {"steps": steps[-1]["step"] if steps else 0, "final_loss": steps[-1]["loss"] if steps else None,
+                    "tokens_per_s": sum(rates) / len(rates) if rates else None,
+                    "peak_mem_mb": max((s["peak_mem_mb"] for s in steps), default=None), "wall_time_s": wall},
+        "provenance": provenance(),
+    })

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from expspan_cli.commands import prepare
+from expspan_cli.commands import bench, prepare, train
 from expspan_cli.errors import ExpspanError
 
 app = typer.Typer(
@@ -18,7 +18,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(bench.app, name="bench")
 app.add_typer(prepare.app, name="prepare")
+train.register(app)  # pretrain, finetune, export
 
 
 @app.callback()

@@ -45,13 +45,14 @@ SE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("kernel", ["auto", "dense", "masked"])
 @pytest.mark.parametrize("length", [64, 70])
 @pytest.mark.parametrize("case", SE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-def test_se_fast_equals_reference_outputs_and_gradients(case, length):
+def test_se_fast_equals_reference_outputs_and_gradients(case, length, kernel):
     params = SEParams(chunk_sizes=(16,), block_size=4, **case)
     tensors = qkv(length, requires_grad=True)
     torch.manual_seed(3)
-    fast, g_fast = grads(lambda q, k, v: se_attention(q, k, v, params), tensors)
+    fast, g_fast = grads(lambda q, k, v: se_attention(q, k, v, params, kernel=kernel), tensors)
     torch.manual_seed(3)
     ref, g_ref = grads(lambda q, k, v: se_reference(q, k, v, params), tensors)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from expspan_cli.attention.common import draw_chunk_size, expand_kv, pad_seq
+from expspan_cli.attention.lse_merge import merged_chunk_attention
 from expspan_cli.attention.params import SEParams
 from expspan_cli.errors import require
 
@@ -101,8 +102,12 @@ def _gather_blocks(x: torch.Tensor, idx: torch.Tensor, block_size: int) -> torch
 
 def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParams,
                  key_padding: torch.Tensor | None = None, scale: float | None = None, chunk_size: int | None = None,
-                 recorder: list | None = None) -> torch.Tensor:
-    """SE-Attn over a whole sequence (Lq == Lk). q [B, Hq, L, D], k/v [B, Hkv, L, D] -> [B, Hq, L, D]."""
+                 recorder: list | None = None, kernel: str = "auto") -> torch.Tensor:
+    """SE-Attn over a whole sequence (Lq == Lk). q [B, Hq, L, D], k/v [B, Hkv, L, D] -> [B, Hq, L, D].
+
+    kernel: "auto" picks by device and input; "merged" (CPU flash + log-sum-exp merge), "dense" (one causal call
+    with placeholder queries) and "masked" (explicit mask, handles everything) force one path.
+    """
     batch, heads, length, dim = q.shape
     scale = scale if scale is not None else 1.0 / math.sqrt(dim)
     chunk = chunk_size or draw_chunk_size(params.chunk_sizes)
@@ -116,9 +121,13 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
         recorder.append(_record(picked, chunk, params.block_size, length))
     n_chunks = -(-length // chunk)
     qc, kc, vc = (pad_seq(t, chunk).view(batch, heads, n_chunks, chunk, dim) for t in (q, k, v))
+    if kernel == "auto" and picked is not None and real is None:
+        kernel = "merged" if not q.is_cuda else "dense" if bool(picked[1][:, :, 1:].all()) else "masked"
     if picked is None:
         out = _chunk_local(qc, kc, vc, real, scale)
-    elif real is None and bool(picked[1][:, :, 1:].all()):
+    elif kernel == "merged" and real is None:
+        out = _retrieval_merged(qc, kc, vc, picked, params.block_size, scale)
+    elif kernel == "dense" and real is None and bool(picked[1][:, :, 1:].all()):
         out = _retrieval_dense(qc, kc, vc, picked[0], params.block_size, scale)
     else:
         out = _retrieval_masked(qc, kc, vc, picked, params.block_size, real, scale)
@@ -156,6 +165,11 @@ def _retrieval_dense(qc, kc, vc, idx, block_size, scale):
                                            for t in (queries, keys, values)), is_causal=True, scale=scale)
     out = out.view(batch, heads, n_chunks - 1, width, dim)[:, :, :, span:]
     return torch.cat([head[:, :, None], out], dim=2)
+
+
+def _retrieval_merged(qc, kc, vc, picked, block_size, scale):
+    """CPU: own-chunk causal and retrieved blocks as two flash calls merged by log-sum-exp (no copies of q/k/v)."""
+    return merged_chunk_attention(qc, kc, vc, picked[0], picked[1], block_size, scale)
 
 
 def _retrieval_masked(qc, kc, vc, picked, block_size, real, scale):

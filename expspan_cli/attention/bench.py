@@ -1,0 +1,121 @@
+"""`expspan bench attention`: forward and forward+backward time and peak memory of each variant on random q/k/v.
+
+Each (variant, length) runs in a fresh process, so CPU peak memory is a clean high-water mark of resident memory
+(its rise during one forward+backward); on CUDA it is torch's peak allocated bytes. Ratios are taken against full
+attention measured in the same run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import resource
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from expspan_cli.attention.dispatch import attend
+from expspan_cli.attention.params import VARIANTS, make_params
+from expspan_cli.errors import ExpspanError, require
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def variant_params(variant: str, chunk_size: int, block_size: int, top_k: int, window: int,
+                   group_size_ratio: float) -> Any:
+    values = {"se": dict(chunk_sizes=[chunk_size], block_size=block_size, top_k=top_k),
+              "swa": dict(window=window), "s2": dict(group_size_ratio=group_size_ratio), "full": {}}[variant]
+    return make_params(variant, **values)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int, dtype: str, device: str,
+            repeats: int, params: Any, batch: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Time one variant at one length (meant to run in its own process)."""
+    torch.manual_seed(seed)
+    dt = DTYPES[dtype]
+    q = torch.randn(batch, heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
+    k = torch.randn(batch, kv_heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
+    v = torch.randn(batch, kv_heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
+    grad_out = torch.randn(batch, heads, length, head_dim, device=device, dtype=dt)
+
+    def step(backward: bool) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        out = attend(variant, params, q, k, v)
+        if backward:
+            out.backward(grad_out)
+            q.grad = k.grad = v.grad = None
+        _sync(device)
+        return time.perf_counter() - start
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(True)
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        base = _rss_bytes()
+        step(True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    fwd = statistics.median(step(False) for _ in range(repeats))
+    fwd_bwd = statistics.median(step(True) for _ in range(repeats))
+    return {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak)}
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+
+    import os
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_heads: int | None = None,
+                    head_dim: int = 64, chunk_size: int = 2048, block_size: int = 32, top_k: int = 8,
+                    window: int = 4096, group_size_ratio: float = 0.25, dtype: str = "float32",
+                    device: str = "cpu", repeats: int = 3, progress=None) -> list[dict[str, Any]]:
+    """Measure every variant at every length; returns one row per (variant, length) with ratios to full."""
+    for variant in variants:
+        require(variant in VARIANTS, f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
+    require(dtype in DTYPES, f"unknown dtype {dtype!r}", hint=f"one of {', '.join(DTYPES)}")
+    require(all(n > 0 for n in lengths), "lengths must be positive")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ExpspanError(f"device {device!r} asked for, but CUDA is not available here", hint="use --device cpu")
+    kv_heads = kv_heads or heads
+    require(heads % kv_heads == 0, f"heads {heads} is not a multiple of kv heads {kv_heads}")
+    order = ["full"] + [v for v in variants if v != "full"]  # the baseline first, always measured
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    for length in lengths:
+        for variant in order:
+            params = variant_params(variant, chunk_size, block_size, top_k, window, group_size_ratio)
+            args = (variant, length, heads, kv_heads, head_dim, dtype, device, repeats, params)
+            if device.startswith("cuda"):
+                row = measure(*args)
+            else:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    row = pool.submit(measure, *args).result()
+            row.update(device=device_name(device), dtype=dtype, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                       batch=1, params=vars(params) if params is not None else {})
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    for row in rows:
+        base = next(r for r in rows if r["variant"] == "full" and r["length"] == row["length"])
+        row["speedup_fwd_bwd_vs_full"] = base["fwd_bwd_s"] / row["fwd_bwd_s"]
+        row["speedup_fwd_vs_full"] = base["fwd_s"] / row["fwd_s"]
+        row["mem_ratio_vs_full"] = row["peak_mem_bytes"] / max(base["peak_mem_bytes"], 1)
+    return [r for r in rows if r["variant"] in variants]

@@ -1,0 +1,65 @@
+"""`expspan bench ...`: timing and memory measured as ratios against a baseline in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
+                  no_args_is_help=True)
+
+
+def _ints(text: str) -> list[int]:
+    from expspan_cli.errors import ExpspanError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ExpspanError(f"expected a comma-separated list of integers, got {text!r}") from None
+
+
+@app.command("attention")
+def attention(
+    variants: str = typer.Option("full,swa,s2,se", help="Comma-separated variants (full is always measured)."),
+    lengths: str = typer.Option("4096,8192,16384,32768", help="Comma-separated sequence lengths."),
+    heads: int = typer.Option(8, help="Query heads."),
+    kv_heads: int = typer.Option(0, help="Key/value heads (0: same as --heads)."),
+    head_dim: int = typer.Option(64),
+    chunk_size: int = typer.Option(2048, help="SE-Attn chunk size M."),
+    block_size: int = typer.Option(32, help="SE-Attn memory block size S."),
+    top_k: int = typer.Option(8, help="SE-Attn retrieved blocks k."),
+    window: int = typer.Option(4096, help="SW-Attn window."),
+    group_size_ratio: float = typer.Option(0.25, help="S2-Attn group size as a fraction of the length."),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
+) -> None:
+    """Forward and forward+backward time and peak memory of each attention variant over a list of lengths."""
+    from expspan_cli.attention.bench import bench_attention
+    from expspan_cli.runs import atomic_write_json, provenance
+
+    console = Console()
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    with console.status("measuring") as status:
+        rows = bench_attention(names, _ints(lengths), heads=heads, kv_heads=kv_heads or None, head_dim=head_dim,
+                               chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
+                               group_size_ratio=group_size_ratio, dtype=dtype, device=device, repeats=repeats,
+                               progress=lambda r: status.update(
+                                   f"measured {r['variant']} at {r['length']}: {r['fwd_bwd_s']:.3f} s fwd+bwd"))
+    table = Table(title=f"attention, {rows[0]['device'] if rows else device}, {dtype}, H={heads}, D={head_dim}")
+    for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup vs full", "memory vs full"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["variant"], str(r["length"]), f"{r['fwd_s']:.3f}", f"{r['fwd_bwd_s']:.3f}",
+                      f"{r['peak_mem_bytes'] / 2**20:.1f}", f"{r['speedup_fwd_bwd_vs_full']:.2f}x",
+                      f"{r['mem_ratio_vs_full']:.2f}")
+    console.print(table)
+    if json_path is not None:
+        prov = provenance()
+        atomic_write_json(json_path, [dict(r, machine=prov["machine"], versions=prov["versions"],
+                                           git_revision=prov["git_revision"]) for r in rows])
+        console.print(f"wrote {json_path}")

@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from expspan_cli.data.synthetic import SyntheticSpec
+
+_SYN = SyntheticSpec()
+
 app = typer.Typer(help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
                   no_args_is_help=True)
 
@@ -92,19 +96,19 @@ def synthetic(
     out: Path = _OUT,
     tokenizer: str = typer.Option("bpe:2048", "--tokenizer", help=_TOKENIZER_HELP),
     seed: int = typer.Option(0, "--seed"),
-    train_docs: int = typer.Option(2000, "--train-docs", help="Documents in train."),
-    eval_docs: int = typer.Option(64, "--eval-docs", help="Documents in validation and in test each."),
-    haystack_docs: int = typer.Option(8, "--haystack-docs", help="Fact-free essays for RULER-style haystacks."),
-    doc_words: int = typer.Option(1500, "--doc-words", help="Words of filler per document."),
-    facts: int = typer.Option(8, "--facts", help="Key-value facts stated and later queried per document."),
-    distance: str = typer.Option("16:1200", "--distance", help="MIN:MAX words between a fact and its query."),
-    distribution: str = typer.Option("loguniform", "--distribution", help="loguniform | uniform"),
-    haystack_words: int = typer.Option(12000, "--haystack-words", help="Words per haystack essay."),
+    train_docs: int = typer.Option(_SYN.documents["train"], "--train-docs", help="Documents in train."),
+    eval_docs: int = typer.Option(_SYN.documents["test"], "--eval-docs", help="Documents in validation and in test each."),
+    haystack_docs: int = typer.Option(_SYN.documents["haystack"], "--haystack-docs", help="Fact-free essays for RULER-style haystacks."),
+    doc_words: int = typer.Option(_SYN.doc_words, "--doc-words", help="Words of filler per document."),
+    facts: int = typer.Option(_SYN.facts, "--facts", help="Key-value facts stated and later queried per document."),
+    distance: str = typer.Option("{}:{}".format(*_SYN.distance), "--distance", help="MIN:MAX words between a fact and its query."),
+    distribution: str = typer.Option(_SYN.distribution, "--distribution", help="loguniform | uniform"),
+    haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", help="Words per haystack essay."),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
     """The embedded default's long-recall corpus, generated offline from a seed (see docs/data.md)."""
-    from expspan_cli.data.synthetic import SyntheticSpec, parse_distance, synthetic_corpus
+    from expspan_cli.data.synthetic import parse_distance, synthetic_corpus
 
     spec = SyntheticSpec(seed=seed, documents={"train": train_docs, "validation": eval_docs, "test": eval_docs,
                                                "haystack": haystack_docs},

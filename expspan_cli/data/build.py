@@ -10,7 +10,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from expspan_cli.data.encode import batched, encode_batches
 from expspan_cli.data.prepared import KINDS
@@ -102,13 +104,22 @@ def _non_empty(docs: Iterator[Doc], counts: dict[str, int]) -> Iterator[Doc]:
             counts["empty"] += 1
 
 
+def _distance_summary(distances: list[int]) -> dict[str, Any]:
+    """How far back the recalls reach, in tokens: against a 256-token pre-training context and 512/1024 windows."""
+    d = np.asarray(distances)
+    return {"recalls": len(d), **{f"p{q}": int(np.percentile(d, q)) for q in (0, 10, 50, 90, 100)},
+            **{f"beyond_{n}": round(float((d > n).mean()), 3) for n in (256, 512, 1024)}}
+
+
 def _prepare_split(split: Split, tok: Any, tok_dir: Path, *, root: Path, staging: Path, seq_len: int, pack: bool,
-                   docs: bool, num_proc: int, batch_docs: int, progress: Any) -> tuple[dict, dict, dict]:
+                   docs: bool, num_proc: int, batch_docs: int, progress: Any,
+                   annotate: Callable[[list[Doc], Any], list[int]] | None) -> tuple[dict, dict, dict]:
     counts = {"empty": 0}
     packer = Packer(seq_len, tok.eos_token_id, pad_id(tok)) if pack else None
     packed_view = ArrowView(staging / f"packed-{split.name}.arrow")
     docs_view = ArrowView(staging / f"docs-{split.name}.arrow")
     n_docs = n_tokens = n_chars = 0
+    distances: list[int] = []
     task = progress.add_task(f"{split.name:>10}", total=split.documents, tokens=0)
     start = time.perf_counter()
     for batch, ids in encode_batches(batched(_non_empty(split.read(), counts), batch_docs), tok, tok_dir, num_proc):
@@ -118,6 +129,8 @@ def _prepare_split(split: Split, tok: Any, tok_dir: Path, *, root: Path, staging
         if packer is not None:
             packed_view.append(packed_table(packer.add(ids)))
         if docs:
+            if annotate is not None:
+                distances += annotate(batch, tok)
             docs_view.append(docs_table(batch, ids))
         progress.update(task, advance=len(batch), tokens=n_tokens)
     seconds = time.perf_counter() - start
@@ -140,6 +153,8 @@ def _prepare_split(split: Split, tok: Any, tok_dir: Path, *, root: Path, staging
     if docs:
         rel = f"docs/{split.name}"
         docs_info = {"path": rel, "documents": docs_view.save(root / rel), "tokens": n_tokens}
+        if distances:
+            docs_info["recall_distance_tokens"] = _distance_summary(distances)
     return stats, packed_info, docs_info
 
 
@@ -178,7 +193,7 @@ def prepare(corpus: Corpus, *, tokenizer: str, seq_len: int, out: Path, pack: li
                 stats, packed_info, docs_info = _prepare_split(
                     corpus.splits[name], tok, tmp / "tokenizer", root=tmp, staging=staging, seq_len=seq_len,
                     pack=name in pack, docs=name in docs, num_proc=num_proc, batch_docs=batch_docs,
-                    progress=progress)
+                    progress=progress, annotate=corpus.annotate)
                 split_stats[name] = stats
                 if packed_info:
                     views["packed"][name] = packed_info

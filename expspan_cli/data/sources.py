@@ -43,6 +43,8 @@ class Corpus:
     fingerprint: str  # changes when the input changes: a rerun with an equal fingerprint is a no-op
     splits: dict[str, Split]
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific settings recorded in the manifest
+    # Adds tokenizer-dependent fields to documents bound for the docs view; returns recall distances in tokens.
+    annotate: Callable[[list[Doc], Any], list[int]] | None = None
 
 
 Warn = Callable[[str], None]

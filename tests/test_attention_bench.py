@@ -1,0 +1,44 @@
+"""`expspan bench attention` as a user runs it: a table, a JSON record, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "expspan_cli.cli", "bench", "attention", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bench_writes_rows_with_ratios_to_full(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run("--variants", "se,swa", "--lengths", "256", "--heads", "2", "--head-dim", "16",
+               "--chunk-size", "64", "--block-size", "16", "--top-k", "2", "--window", "64", "--repeats", "1",
+               "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["variant"] for r in rows] == ["se", "swa"]
+    for r in rows:
+        assert {"variant", "length", "fwd_s", "fwd_bwd_s", "peak_mem_bytes", "device"} <= set(r)
+        assert r["length"] == 256 and r["fwd_bwd_s"] > 0 and r["speedup_fwd_bwd_vs_full"] > 0
+        assert r["device"].startswith("cpu")
+    assert rows[0]["params"] == {"chunk_sizes": [64], "block_size": 16, "top_k": 2, "retrieval": "per_head",
+                                 "memory": "relevancy", "causal_retrieval": False}
+    assert "speedup" in proc.stdout and "memory" in proc.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--variants", "se,flash"], "unknown attention variant 'flash'"),
+    (["--chunk-size", "100", "--block-size", "32"], "not a positive multiple of block_size"),
+    (["--top-k", "-1"], "top_k must be >= 0"),
+    (["--lengths", "1k"], "comma-separated list of integers"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    out = tmp_path / "bench.json"
+    proc = run(*args, "--lengths" if "--lengths" not in args else "--repeats", "64" if "--lengths" not in args
+               else "1", "--json", str(out))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()

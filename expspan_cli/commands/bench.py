@@ -63,3 +63,31 @@ def attention(
         atomic_write_json(json_path, [dict(r, machine=prov["machine"], versions=prov["versions"],
                                            git_revision=prov["git_revision"]) for r in rows])
         console.print(f"wrote {json_path}")
+
+
+@app.command("prepare")
+def prepare_throughput(
+    source: Path = typer.Option(None, "--source", help="A local corpus folder (default: synthetic text)."),
+    megabytes: float = typer.Option(10.0, "--megabytes", help="Size of the synthetic corpus written by default."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained on it)."),
+    num_procs: str = typer.Option("1,2", "--num-procs", help="Comma-separated --num-proc values to time."),
+    repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
+) -> None:
+    """Tokens/s of `expspan prepare` against bare `tokenizers` on the same text in one run (target ratio >= 0.6)."""
+    from expspan_cli.data.bench import bench_prepare
+    from expspan_cli.runs import atomic_write_json, provenance
+
+    rows = bench_prepare(source, megabytes=megabytes, tokenizer=tokenizer, num_procs=tuple(_ints(num_procs)),
+                         repeats=repeats)
+    console = Console()
+    table = Table(title=f"prepare throughput, {rows[0]['bytes'] / 1e6:.1f} MB, {rows[0]['tokens']:,} tokens, "
+                        f"{rows[0]['tokenizer']}")
+    for col in ("case", "seconds", "tokens/s", "vs bare"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["case"], f"{r['seconds']:.3f}", f"{r['tokens_per_s']:,}", f"{r['ratio_vs_bare']:.2f}")
+    console.print(table)
+    if json_path is not None:
+        atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
+        console.print(f"wrote {json_path}")

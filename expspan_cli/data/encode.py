@@ -32,13 +32,18 @@ def batched(docs: Iterable[Doc], batch_docs: int, batch_chars: int = BATCH_CHARS
         yield batch
 
 
-def _init_worker(tokenizer_dir: str) -> None:
+def _init_worker(backend_json: str | None, tokenizer_dir: str) -> None:
     # num_proc processes already share the cores; the Rust thread pool inside each would oversubscribe them.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from transformers import AutoTokenizer
-
     global _worker_encode
-    _worker_encode = make_encoder(AutoTokenizer.from_pretrained(tokenizer_dir))
+    if backend_json is not None:  # the parent's own Rust tokenizer, rebuilt without importing transformers
+        from tokenizers import Tokenizer
+
+        _worker_encode = make_encoder(Tokenizer.from_str(backend_json))
+    else:
+        from transformers import AutoTokenizer
+
+        _worker_encode = make_encoder(AutoTokenizer.from_pretrained(tokenizer_dir))
 
 
 def _encode_in_worker(texts: list[str]) -> list[np.ndarray]:
@@ -49,7 +54,7 @@ def _encode_in_worker(texts: list[str]) -> list[np.ndarray]:
 def encode_batches(batches: Iterable[list[Doc]], tokenizer: Any, tokenizer_dir: Path,
                    num_proc: int) -> Iterator[tuple[list[Doc], list[np.ndarray]]]:
     """(documents, their token ids) per batch, in input order. num_proc 1 tokenizes here (a fast tokenizer still
-    uses all cores through its Rust thread pool); more starts that many worker processes that load the saved
+    uses all cores through its Rust thread pool); more starts that many worker processes holding the same
     tokenizer, with at most 2 batches per worker in flight."""
     if num_proc <= 1:
         encode = make_encoder(tokenizer)
@@ -57,8 +62,9 @@ def encode_batches(batches: Iterable[list[Doc]], tokenizer: Any, tokenizer_dir: 
             yield batch, encode([d["text"] for d in batch])
         return
     # spawn, not fork: forking after the Rust tokenizer has started its threads can deadlock the children.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
     with ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(str(tokenizer_dir),)) as pool:
+                             initargs=(backend.to_str() if backend else None, str(tokenizer_dir))) as pool:
         pending: collections.deque = collections.deque()
         for batch in batches:
             pending.append((batch, pool.submit(_encode_in_worker, [d["text"] for d in batch])))

@@ -73,9 +73,11 @@ def pad_id(tok: Any) -> int:
 
 
 def make_encoder(tok: Any) -> Callable[[list[str]], list[np.ndarray]]:
-    """texts -> int32 token ids, no special tokens added (EOS is added by packing). A fast tokenizer is called
-    through its Rust backend in one batch, the same call bare `tokenizers` makes."""
-    backend = getattr(tok, "backend_tokenizer", None)
+    """texts -> int32 token ids, no special tokens added (EOS is added by packing). A fast tokenizer (or a bare
+    `tokenizers.Tokenizer`) is called through its Rust backend in one batch, the same call bare `tokenizers` makes."""
+    from tokenizers import Tokenizer
+
+    backend = tok if isinstance(tok, Tokenizer) else getattr(tok, "backend_tokenizer", None)
     if backend is not None:
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
         return lambda texts: [np.asarray(e.ids, dtype=np.int32) for e in encode(texts, add_special_tokens=False)]

@@ -198,3 +198,26 @@ def test_check_tokenizer_refuses_another_vocabulary(pg19_dir, tmp_path, capsys):
         check_tokenizer(load_prepared(out), other)
     with pytest.raises(ExpspanError, match="not prepared data"):
         load_prepared(tmp_path)
+
+
+def test_local_parquet_copy_of_the_hub_schema_with_max_books(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "pg19" / "data"
+    src.mkdir(parents=True)
+    for split, n in (("train", 5), ("validation", 3)):
+        pq.write_table(pa.table({"short_book_title": [f"{split} book {i}" for i in range(n)],
+                                 "publication_date": [1900 + i for i in range(n)],
+                                 "url": [f"http://example/{i}" for i in range(n)],
+                                 "text": [book(i, 120) for i in range(n)]}), src / f"{split}-00000-of-00001.parquet")
+    out = tmp_path / "o"
+    code, err = run(["prepare", "pg19", "--source", str(src.parent), "--tokenizer", "bpe:300", "--seq-len", "128",
+                     "--splits", "train,validation", "--max-books", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    data = load_prepared(out)
+    assert data.manifest["splits"]["train"]["documents"] == 2
+    assert data.docs("validation")["title"] == ["validation book 0", "validation book 1"]
+    code, err = run(["prepare", "pg19", "--source", str(src.parent), "--tokenizer", "bpe:300", "--splits", "test",
+                     "--out", str(tmp_path / "o2")], capsys)
+    assert code == 2 and "split 'test' not found" in err

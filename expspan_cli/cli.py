@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from expspan_cli.commands import bench, prepare, train
+from expspan_cli.commands import bench, evaluate, prepare, train
 from expspan_cli.errors import ExpspanError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(bench.app, name="bench")
 app.add_typer(prepare.app, name="prepare")
+app.add_typer(evaluate.app, name="eval")
 train.register(app)  # pretrain, finetune, export
 
 

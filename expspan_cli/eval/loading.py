@@ -57,7 +57,7 @@ def max_positions(model: Any) -> int | None:
 
 def check_lengths(model: Any, lengths: list[int], allow_extrapolation: bool) -> None:
     limit = max_positions(model)
-    if limit and max(lengths) > limit and not allow_extrapolation:
+    if limit and lengths and max(lengths) > limit and not allow_extrapolation:
         raise ExpspanError(f"length {max(lengths)} is beyond the model's {limit} positions",
                            hint="pass --allow-extrapolation to evaluate there anyway")
 
@@ -70,3 +70,29 @@ def model_identity(spec: str, model: Any, tokenizer: Any) -> dict[str, Any]:
             "parameters": sum(p.numel() for p in model.parameters()), "max_positions": max_positions(model),
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "tokenizer_hash": tokenizer_hash(tokenizer), "name_or_path": getattr(config, "_name_or_path", None)}
+
+
+def parse_attn_params(items: list[str] | None) -> dict[str, Any]:
+    """KEY=VALUE pairs (values read as JSON when they parse, e.g. chunk_sizes=[2048,4096], else as text)."""
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ExpspanError(f"--attn-param takes KEY=VALUE, got {item!r}", hint="e.g. --attn-param top_k=8")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: str, attn_params: dict[str, Any],
+                  lengths: list[int], allow_extrapolation: bool, device: str | None = None
+                  ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """(model, tokenizer, model identity, attention description), lengths checked against the model's positions."""
+    model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device)
+    check_lengths(model, lengths, allow_extrapolation)
+    attention = apply_attention(model, attn, attn_params)
+    return model, tok, model_identity(spec, model, tok), attention

@@ -3,7 +3,8 @@
 `longlora` (LongLoRA's eval.py): a window of `length` tokens starts every 256 tokens (the last start dropped) and
 every next-token prediction inside each window is scored, so tokens are counted many times, early ones with little
 context. `strided` (Hugging Face's recipe): windows of at most `length` tokens advance by `stride` and score only
-the tokens no earlier window scored, so each token after the first is scored exactly once."""
+the tokens no earlier window scored, so each token after the first is scored exactly once (default stride: half
+the length)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def windows(n_tokens: int, length: int, protocol: str, stride: int | None = None
         starts = list(range(0, n_tokens - length, LONGLORA_STEP))[:-1]
         out = [Window(s, s + 1) for s in starts]
     elif protocol == "strided":
-        stride = stride or length
-        if not 0 < stride <= length:
-            raise ExpspanError(f"stride {stride} must be in 1..{length} (the window length)")
+        stride = stride or length // 2
+        if not 0 < stride < length:  # a scored token needs at least one earlier token inside its window
+            raise ExpspanError(f"stride {stride} must be in 1..{length - 1} (below the window length)")
         out, scored_to = [], 1
         while scored_to < n_tokens:
             end = min(scored_to + stride, n_tokens) if out else min(length, n_tokens)
@@ -69,5 +70,5 @@ def perplexity(model: Any, stream: torch.Tensor, length: int, protocol: str = "l
             on_batch(len(group), ids.numel())
     mean = total_nll / total_scored
     return {"ppl": math.exp(mean), "nll": mean, "scored_tokens": total_scored, "windows": len(wins),
-            "stream_tokens": len(stream), "protocol": protocol, "stride": stride if protocol == "strided" else
-            LONGLORA_STEP, "length": length}
+            "stream_tokens": len(stream), "protocol": protocol, "stride": (stride or length // 2) if protocol == "strided"
+            else LONGLORA_STEP, "length": length}

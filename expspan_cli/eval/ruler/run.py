@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from expspan_cli.errors import ExpspanError
+from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.progress import eval_progress
+from expspan_cli.eval.records import write_record
 from expspan_cli.eval.ruler import cache, inspect, scoring
 from expspan_cli.eval.ruler.generate import Generator
-from expspan_cli.eval.ruler.haystack import text_id
+from expspan_cli.eval.ruler.haystack import read_essay_dir, text_id
 from expspan_cli.eval.ruler.oracle import oracle_answer
 from expspan_cli.eval.ruler.qa import READERS, QAData
-from expspan_cli.eval.ruler.tasks import GROUPS, TaskSpec
+from expspan_cli.eval.ruler.tasks import GROUPS, TaskSpec, resolve_tasks
 
 Predict = Callable[[TaskSpec, dict[str, Any]], str]
 
@@ -107,3 +111,40 @@ def run_ruler(specs: list[TaskSpec], lengths: list[int], samples: dict[tuple[str
     if inspect_with is not None:
         metrics["retrieval"] = inspect.summarize(rows)
     return metrics
+
+
+def essay_source(haystack: str | Path | None, data: str | Path | None, split: str) -> str | None:
+    """Essay haystack text: --haystack DIR of .txt files, else the prepared evaluation split's documents."""
+    if haystack:
+        return read_essay_dir(haystack)
+    if data:
+        from expspan_cli.data import load_prepared
+
+        return "\n".join(load_prepared(data).docs(split)["text"])
+    return None
+
+
+def evaluate_ruler(model: str, lengths: list[int], out: str | Path, *, tasks: str | None = None, samples: int = 500,
+                   seed: int = 42, haystack: str | None = None, data: str | None = None, split: str = "validation",
+                   qa_files: dict[str, str] | None = None, attn: str = "full", attn_params: dict[str, Any] | None = None,
+                   adapter: str | None = None, tokenizer: str | None = None, inspect_retrieval: bool = False,
+                   oracle: bool = False, cache_dir: str | Path | None = None, allow_extrapolation: bool = False,
+                   device: str | None = None, quiet: bool = False) -> Path:
+    start = time.perf_counter()
+    specs = resolve_tasks(tasks)
+    if inspect_retrieval and attn != "se":
+        raise ExpspanError("--inspect records SE-Attn retrievals, so it needs --attn se")
+    needs_essay = any(s.args.get("haystack") == "essay" for s in specs)
+    essay = essay_source(haystack, data, split) if needs_essay else None
+    net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {}, lengths,
+                                                  allow_extrapolation, device)
+    cache_dir = cache.default_cache_dir() if cache_dir is None else cache_dir
+    batches = generate_samples(specs, lengths, tok, samples, seed, essay, qa_files, cache_dir, quiet)
+    predict = oracle_predictor if oracle else greedy_predictor(net, tok)
+    metrics = run_ruler(specs, lengths, batches, predict, (net, tok) if inspect_retrieval else None, quiet)
+    config = {"tasks": [s.name for s in specs], "lengths": lengths, "samples": samples, "seed": seed,
+              "haystack": haystack, "data": data, "split": split, "qa_files": qa_files or {}, "attn": attn,
+              "attn_params": attn_params or {}, "predictor": "oracle" if oracle else "greedy",
+              "inspect": inspect_retrieval, "cache_dir": str(cache_dir), "allow_extrapolation": allow_extrapolation,
+              "essay_id": text_id(essay) if essay else None}
+    return write_record(out, "ruler", metrics, config, identity, adapter, attention, time.perf_counter() - start)

@@ -1,0 +1,107 @@
+"""`expspan eval pg19 | ruler | harness`: parse options, call one library function, print where the record went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Evaluate a model: PG-19 perplexity, RULER, lm-eval harness. Each run writes one JSON record.",
+                  no_args_is_help=True)
+
+MODEL = typer.Option(..., "--model", help="Preset, local model directory, hub id, or fine-tuning run directory.")
+ADAPTER = typer.Option(None, "--adapter", help="A saved expspan adapter directory to apply to --model.")
+TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer directory overriding the model's own.")
+ATTN = typer.Option("full", "--attn", help="Attention at evaluation: full (the paper's default), se, s2, swa.")
+ATTN_PARAM = typer.Option(None, "--attn-param", help="Attention parameter KEY=VALUE (repeatable), e.g. top_k=8.")
+OUT = typer.Option(Path("runs/eval"), "--out", help="Directory the JSON record is written to (never overwritten).")
+EXTRAPOLATE = typer.Option(False, "--allow-extrapolation", help="Allow lengths beyond the model's max positions.")
+DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
+QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+
+
+def _done(path: Path) -> None:
+    typer.echo(f"record: {path}")
+
+
+@app.command("pg19")
+def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prepared data directory "
+                                                        "(`expspan prepare`), read from its docs view."),
+         lengths: str = typer.Option("2048,8192,16384,32768", "--lengths", help="Context lengths, comma list."),
+         split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
+         protocol: str = typer.Option("longlora", "--protocol", help="longlora (a window every 256 tokens, all "
+                                      "tokens scored) or strided (each token scored once)."),
+         stride: Optional[int] = typer.Option(None, "--stride", help="strided: tokens between windows, "
+                                              "below the length (default: half of it)."),
+         batch_size: int = typer.Option(1, "--batch-size", help="Windows per forward pass."),
+         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Score only the stream's first N "
+                                                  "tokens."),
+         attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+         tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
+         device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
+    """Perplexity of the prepared evaluation split at each context length."""
+    from expspan_cli.eval.loading import parse_attn_params, parse_lengths
+    from expspan_cli.eval.pg19 import evaluate_pg19
+
+    _done(evaluate_pg19(model, data, parse_lengths(lengths), out, split=split, protocol=protocol, stride=stride,
+                        attn=attn, attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                        batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
+                        device=device, quiet=quiet))
+
+
+@app.command("ruler")
+def ruler(model: str = MODEL,
+          lengths: str = typer.Option("2048,4096,6144,8192,10240,12288,14336,16384", "--lengths",
+                                      help="Context lengths (prompt + answer), comma list."),
+          tasks: str = typer.Option("paper", "--tasks", help="Comma list of RULER tasks, or 'paper' for the 11."),
+          samples: int = typer.Option(500, "--samples", help="Samples per task and length (RULER: 500)."),
+          seed: int = typer.Option(42, "--seed", help="Sample generation seed."),
+          haystack: Optional[str] = typer.Option(None, "--haystack", help="Directory of .txt files for the essay "
+                                                 "haystack."),
+          data: Optional[str] = typer.Option(None, "--data", help="Prepared data whose docs split gives the essay "
+                                             "haystack when --haystack is not set."),
+          split: str = typer.Option("validation", "--split", help="Docs split used as essay text."),
+          qa_squad: Optional[str] = typer.Option(None, "--qa-squad", help="Local SQuAD v2 dev JSON (qa_1)."),
+          qa_hotpotqa: Optional[str] = typer.Option(None, "--qa-hotpotqa", help="Local HotpotQA dev JSON (qa_2)."),
+          inspect: bool = typer.Option(False, "--inspect", help="With --attn se: record which memory blocks each "
+                                       "chunk retrieved and whether each needle's block was among them."),
+          oracle: bool = typer.Option(False, "--oracle", help="Answer by reading the prompt (the 100 ceiling)."),
+          cache: Optional[Path] = typer.Option(None, "--cache", help="Sample cache directory "
+                                               "(default: $EXPSPAN_CACHE/ruler or ~/.cache/expspan/ruler)."),
+          attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
+          device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
+    """RULER accuracy per task and length, the paper's groups and the average (greedy decoding)."""
+    from expspan_cli.eval.loading import parse_attn_params, parse_lengths
+    from expspan_cli.eval.ruler.run import evaluate_ruler
+
+    qa_files = {k: v for k, v in (("squad", qa_squad), ("hotpotqa", qa_hotpotqa)) if v}
+    _done(evaluate_ruler(model, parse_lengths(lengths), out, tasks=tasks, samples=samples, seed=seed,
+                         haystack=haystack, data=data, split=split, qa_files=qa_files, attn=attn,
+                         attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                         inspect_retrieval=inspect, oracle=oracle, cache_dir=cache,
+                         allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
+
+
+@app.command("harness")
+def harness(model: str = MODEL,
+            tasks: str = typer.Option(..., "--tasks", help="lm-eval task names, or presets 'short' / 'long' (the "
+                                      "paper's lists)."),
+            include_path: Optional[str] = typer.Option(None, "--include-path", help="Directory of local task "
+                                                       "YAMLs (offline)."),
+            num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot"),
+            limit: Optional[float] = typer.Option(None, "--limit", help="Documents per task (or a fraction)."),
+            batch_size: int = typer.Option(1, "--batch-size"),
+            max_length: Optional[int] = typer.Option(None, "--max-length", help="Context the wrapper truncates to."),
+            seed: int = typer.Option(1234, "--seed"),
+            attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+            tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
+    """lm-eval tasks through its simple_evaluate on the loaded model."""
+    from expspan_cli.eval.harness import evaluate_harness
+    from expspan_cli.eval.loading import parse_attn_params
+
+    _done(evaluate_harness(model, tasks, out, include_path=include_path, num_fewshot=num_fewshot, limit=limit,
+                           batch_size=batch_size, max_length=max_length, attn=attn,
+                           attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                           seed=seed, device=device))

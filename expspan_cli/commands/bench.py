@@ -91,3 +91,28 @@ def prepare_throughput(
     if json_path is not None:
         atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
         console.print(f"wrote {json_path}")
+
+
+@app.command("ruler")
+def ruler_generation(
+    lengths: str = typer.Option("16384", "--lengths", help="Comma-separated context lengths."),
+    samples: int = typer.Option(100, "--samples", help="Samples per task and length."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained here)."),
+    essay: str = typer.Option(None, "--essay", help="Directory of .txt files for the essay haystack."),
+    json_path: Path = typer.Option(None, "--json", help="Write the rows as JSON here."),
+) -> None:
+    """Seconds to generate RULER samples for the paper's 11 tasks (target: 100 x 11 at 16K in under 60 s)."""
+    from expspan_cli.eval.bench import bench_ruler
+    from expspan_cli.runs import atomic_write_json, provenance
+
+    rows = bench_ruler(_ints(lengths), samples=samples, tokenizer=tokenizer, essay=essay)
+    table = Table(title=f"RULER sample generation, {rows[0]['tokenizer']}")
+    for col in ("task", "length", "samples", "seconds", "max slack"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["task"], str(r["length"]), str(r["samples"]), f"{r['seconds']:.2f}",
+                      str(r.get("max_slack_tokens", "")))
+    Console().print(table)
+    if json_path is not None:
+        atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
+        Console().print(f"wrote {json_path}")

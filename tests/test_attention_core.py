@@ -34,6 +34,17 @@ def grads(fn, tensors):
     return out.detach(), result
 
 
+def assert_same_outputs_and_grads(fast_fn, ref_fn, tensors, seed=3):
+    torch.manual_seed(seed)
+    fast, g_fast = grads(fast_fn, tensors)
+    torch.manual_seed(seed)
+    ref, g_ref = grads(ref_fn, tensors)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    return fast
+
+
 SE_CASES = [
     dict(top_k=2),
     dict(top_k=2, retrieval="shared"),
@@ -50,14 +61,8 @@ SE_CASES = [
 @pytest.mark.parametrize("case", SE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 def test_se_fast_equals_reference_outputs_and_gradients(case, length, kernel):
     params = SEParams(chunk_sizes=(16,), block_size=4, **case)
-    tensors = qkv(length, requires_grad=True)
-    torch.manual_seed(3)
-    fast, g_fast = grads(lambda q, k, v: se_attention(q, k, v, params, kernel=kernel), tensors)
-    torch.manual_seed(3)
-    ref, g_ref = grads(lambda q, k, v: se_reference(q, k, v, params), tensors)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
-    for a, b in zip(g_fast, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same_outputs_and_grads(lambda q, k, v: se_attention(q, k, v, params, kernel=kernel),
+                                  lambda q, k, v: se_reference(q, k, v, params), qkv(length, requires_grad=True))
 
 
 @pytest.mark.parametrize("case", [dict(top_k=2), dict(top_k=2, causal_retrieval=True), dict(top_k=2, memory="none")])
@@ -75,12 +80,8 @@ def test_se_with_left_padding_matches_reference_on_real_tokens(case):
 
 def test_se_with_enough_slots_is_full_causal_attention_outputs_and_gradients():
     params = SEParams(chunk_sizes=(16,), block_size=4, top_k=12)  # 12 = blocks before the last chunk
-    tensors = qkv(64, requires_grad=True)
-    out, g = grads(lambda q, k, v: se_attention(q, k, v, params), tensors)
-    out_full, g_full = grads(full_reference, tensors)
-    torch.testing.assert_close(out, out_full, atol=1e-5, rtol=1e-5)
-    for a, b in zip(g, g_full):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same_outputs_and_grads(lambda q, k, v: se_attention(q, k, v, params), full_reference,
+                                  qkv(64, requires_grad=True))
 
 
 def test_se_without_memory_is_block_diagonal_causal():
@@ -138,11 +139,8 @@ def test_chunk_size_is_drawn_per_call_from_the_list():
 def test_s2_fast_equals_reference_and_has_no_wraparound(length, ratio):
     params = S2Params(group_size_ratio=ratio)
     tensors = qkv(length, requires_grad=True)
-    fast, g_fast = grads(lambda q, k, v: attend("s2", params, q, k, v), tensors)
-    ref, g_ref = grads(lambda q, k, v: s2_reference(q, k, v, params), tensors)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
-    for a, b in zip(g_fast, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    fast = assert_same_outputs_and_grads(lambda q, k, v: attend("s2", params, q, k, v),
+                                         lambda q, k, v: s2_reference(q, k, v, params), tensors)
     # A shifted head's first token sees only itself: nothing from the sequence's end wraps around to it.
     q, k, v = (t.detach() for t in tensors)
     torch.testing.assert_close(fast[:, HQ // 2:, 0], v.repeat_interleave(HQ // HKV, 1)[:, HQ // 2:, 0])
@@ -151,12 +149,8 @@ def test_s2_fast_equals_reference_and_has_no_wraparound(length, ratio):
 @pytest.mark.parametrize("length,window", [(64, 16), (70, 12), (20, 32)])
 def test_swa_fast_equals_dense_band(length, window):
     params = SWParams(window=window)
-    tensors = qkv(length, requires_grad=True)
-    fast, g_fast = grads(lambda q, k, v: attend("swa", params, q, k, v), tensors)
-    ref, g_ref = grads(lambda q, k, v: swa_reference(q, k, v, params), tensors)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
-    for a, b in zip(g_fast, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same_outputs_and_grads(lambda q, k, v: attend("swa", params, q, k, v),
+                                  lambda q, k, v: swa_reference(q, k, v, params), qkv(length, requires_grad=True))
 
 
 def test_full_and_decoding_offsets_match_reference():

@@ -25,6 +25,7 @@ LR_S2 = 2e-5  # LongLoRA's default, which the paper keeps for S2-Attn
 @dataclass
 class TrainRecipe:
     model: str = "tiny-hybrid"
+    tokenizer: str | None = None  # None: the model's own (presets: the prepared data's)
     data: str | None = None  # a directory written by `expspan prepare`
     method: str = "hylora"
     attn: str = "se"

@@ -71,6 +71,8 @@ def pretrain(out: Path = Out, data: Optional[str] = Data, model: Optional[str] =
 def finetune(out: Path = Out, data: Optional[str] = Data,
              model: Optional[str] = typer.Option(None, "--model", help="preset, hub id, model directory or pretrain "
                                                  "run [tiny-hybrid]"),
+             tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="tokenizer to load the model with "
+                                                     "[the model's own]"),
              method: Optional[str] = typer.Option(None, "--method", help="full | lora | lora+ | hylora | longlora "
                                                   "[hylora]"),
              attn: Optional[str] = typer.Option(None, "--attn", help="full | se | s2 | swa [se]"),
@@ -96,7 +98,7 @@ def finetune(out: Path = Out, data: Optional[str] = Data,
             rope_scaling = float(rope_scaling)
         except ValueError:
             raise ExpspanError(f"--rope-scaling {rope_scaling!r} is not auto, none or a number") from None
-    _train("finetune", out, recipe, resume, data=data, model=model, method=method, attn=attn, attn_param=attn_param,
+    _train("finetune", out, recipe, resume, data=data, model=model, tokenizer=tokenizer, method=method, attn=attn, attn_param=attn_param,
            seq_len=seq_len, max_steps=max_steps, save_steps=save_steps, lr=lr, seed=seed, lora_r=lora_r,
            lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets or None,
            rope_scaling=rope_scaling, per_device_batch_size=batch_size, grad_accum=grad_accum,

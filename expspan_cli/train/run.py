@@ -85,7 +85,10 @@ def _deepspeed_config(path: str | None) -> dict[str, Any] | None:
 
 
 def _prepare_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> bool:
-    """Create or check RUN; True when this call created it (so a failure may remove it again)."""
+    """Create or check RUN; True when this call created it (so a failure may remove it again). Only the main
+    process checks and creates: the others would see its fresh directory as someone else's run."""
+    if not _is_main():
+        return False
     require(read_manifest(run) is None, f"{run} is a completed run", hint="choose another --out")
     saved = run / "recipe.json"
     if run.exists() and any(run.iterdir()):
@@ -96,9 +99,8 @@ def _prepare_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> bool:
             require(not changed, f"--resume with a different recipe ({', '.join(changed)} changed)",
                     hint="resume with the options of the interrupted run")
         return False
-    if _is_main():
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(saved, recipe.to_dict())
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(saved, recipe.to_dict())
     return True
 
 
@@ -125,7 +127,7 @@ def load_for_training(recipe: TrainRecipe, kind: str, prepared: Any, seq_len: in
             hybrid = bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
         overrides = _rope_overrides(recipe, config, seq_len, hybrid)
         local_preset = recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None
-        model, tok = load_model(recipe.model, tokenizer=tokenizer if local_preset else None,
+        model, tok = load_model(recipe.model, tokenizer=tokenizer if local_preset else recipe.tokenizer,
                                 config_overrides=overrides)
         _check_vocab(prepared, tok, model)
     if recipe.attn != "full":
@@ -152,7 +154,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
                  console: Console | None = None) -> Path:
     """Train per `recipe` into run directory `out` (see module doc); returns it. Validates everything a user can
     get wrong before the directory is created."""
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
     from expspan_cli.train.adapters import apply_method, load_trained_tensors, print_trainable_table, trainable_table
     from expspan_cli.train.blocks import collate, training_blocks
@@ -162,6 +164,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     recipe = resolve_recipe(recipe, kind)
     run, data_dir = Path(out), Path(recipe.data)
     blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
+    set_seed(recipe.seed)  # LoRA's init draws from the global RNG before the Trainer seeds it
     model, tok, overrides = load_for_training(recipe, kind, prepared, seq_len)
     model = apply_method(model, recipe.method, r=recipe.lora_r, alpha=recipe.lora_alpha,
                          dropout=recipe.lora_dropout, targets=tuple(recipe.lora_targets))

@@ -1,86 +1,128 @@
-"""SE-Attn's chunk attention on CPU as two flash calls merged by log-sum-exp, with no copy of q, k or v.
+"""SE-Attn's chunk attention as two flash calls merged by log-sum-exp, with no copy of q, k or v.
 
-Part A is each chunk's causal self-attention (views of q/k/v); part B is each chunk's queries over its k gathered
-blocks (non-causal). Forward merges the two by their log-sum-exps. Backward calls the flash backward of each part
-with the *merged* output and log-sum-exp, which yields exactly the gradient of attention over the union of keys
-(the flash backward recomputes probabilities from the lse it is given), and scatters the blocks' key/value
-gradients straight into dk/dv. Saved for backward: q, k, v (alive anyway), the merged output and lse, and the block
-indices, so peak memory stays at full attention's level.
+Part A is every chunk's causal self-attention (views of q/k/v); part B is the queries of chunks 1.. over their k
+gathered blocks (non-causal; chunk 0 never retrieves). Forward merges the two by their log-sum-exps. Backward calls
+the flash backward of each part with the *merged* output and log-sum-exp, which yields exactly the gradient of
+attention over the union of keys (the flash backward recomputes probabilities from the lse it is given), and
+scatters the blocks' key/value gradients straight into dk/dv. Saved for backward: q, k, v (alive anyway), the merged
+output and lse, and the block indices, so peak memory stays near full attention's.
+
+The flash forward/backward pair is a parameter (`FlashOps`): `CPU_OPS` here, the CUDA twin in attention/gpu.py.
+Layout: (batch * heads) is the flash batch and chunks are its heads, so chunks 1.. are a strided view, not a copy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 
-_fwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+@dataclass(frozen=True)
+class FlashOps:
+    """forward(q, k, v, causal, bias, scale) -> (out, lse, aux); backward(grad, q, k, v, out, lse, aux, causal, bias,
+    scale) -> (dq, dk, dv). `aux` is whatever else the backward needs from its forward (empty on CPU).
+    Tensors are [N, H, L, D]; lse is [N, H, Lq] fp32. `bias` (additive [N, H, 1, Lk]) only where supports_bias."""
+
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, tuple]]
+    backward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    supports_bias: bool
+
+
+def _cpu_forward(q, k, v, causal, bias, scale):
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, attn_mask=bias,
+                                                                          scale=scale)
+    return out, lse, ()
+
+
+def _cpu_backward(grad, q, k, v, out, lse, aux, causal, bias, scale):
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(grad, q, k, v, out, lse, 0.0, causal,
+                                                                               attn_mask=bias, scale=scale)
+
+
+CPU_OPS = FlashOps(_cpu_forward, _cpu_backward, supports_bias=True)
 
 
 def _gather(x: torch.Tensor, flat_index: torch.Tensor, block_size: int) -> torch.Tensor:
-    """x [B, N, M, D] -> blocks [B, N, k*S, D] picked by flat indices into x viewed as [-1, S, D]."""
-    batch, rows, _, dim = x.shape
-    picked = x.reshape(-1, block_size, dim).index_select(0, flat_index.reshape(-1))
-    return picked.view(batch, rows, -1, dim)
+    """x [N, T, M, D] contiguous -> blocks [N, T', k*S, D] picked by flat indices [N, T', k] into x.view(-1, S, D)."""
+    rows, chunks = flat_index.shape[:2]
+    picked = x.reshape(-1, block_size, x.shape[-1]).index_select(0, flat_index.reshape(-1))
+    return picked.view(rows, chunks, -1, x.shape[-1])
 
 
 def _scatter_blocks(grad: torch.Tensor, grad_blocks: torch.Tensor, flat_index: torch.Tensor, block_size: int) -> None:
-    """Add the gathered blocks' gradients back into grad [B, N, M, D] in place, whatever its strides (the flash
+    """Add the gathered blocks' gradients back into grad [N, T, M, D] in place, whatever its strides (the flash
     backward returns a sequence-major layout, and a contiguous copy would cost a whole extra tensor)."""
-    batch, rows, chunk, dim = grad.shape
+    rows, n_chunks, chunk, dim = grad.shape
     per_chunk = chunk // block_size
+    per_row = n_chunks * per_chunk
     flat = flat_index.reshape(-1, 1)
-    row = flat // per_chunk
+    block = flat % per_row
     offsets = torch.arange(block_size, device=grad.device)
-    grad.index_put_((row // rows, row % rows, (flat % per_chunk) * block_size + offsets),
+    grad.index_put_((flat // per_row, block // per_chunk, (block % per_chunk) * block_size + offsets),
                     grad_blocks.reshape(-1, block_size, dim), accumulate=True)
 
 
 class ChunkRetrievalAttention(torch.autograd.Function):
-    """q/k/v: chunks as contiguous [B, H*T, M, D]; flat_index [B, H*T, k] block ids into k.view(-1, S, D);
-    slot_bias: additive [B, H*T, 1, kS] (-inf on unused slots) or None; no_retrieval [B, H*T, 1] bool."""
+    """q/k/v: contiguous [N, T, M, D]; flat_index [N, T-1, k] block ids (of chunks 1..) into k.view(-1, S, D);
+    slot_bias: additive [N, T-1, 1, kS] (-inf on unused slots) or None."""
 
     @staticmethod
-    def forward(ctx, q, k, v, flat_index, slot_bias, no_retrieval, block_size, scale):
-        out, lse_a = _fwd(q, k, v, 0.0, True, scale=scale)
-        out_b, lse_b = _fwd(q, _gather(k, flat_index, block_size), _gather(v, flat_index, block_size), 0.0, False,
-                            attn_mask=slot_bias, scale=scale)
-        lse_b = lse_b.masked_fill(no_retrieval, float("-inf"))
-        lse = torch.logaddexp(lse_a, lse_b)
-        out.mul_((lse_a - lse).exp_()[..., None].to(out.dtype))
-        out.add_(out_b.mul_((lse_b - lse).exp_()[..., None].to(out_b.dtype)))
-        del out_b
+    def forward(ctx: Any, q, k, v, flat_index, slot_bias, block_size: int, scale: float, ops: FlashOps):
+        out, lse, aux_a = ops.forward(q, k, v, True, None, scale)
+        q_b = q[:, 1:]
+        out_b, lse_b, aux_b = ops.forward(q_b, _gather(k, flat_index, block_size), _gather(v, flat_index, block_size),
+                                          False, slot_bias, scale)
+        tail, tail_lse = out[:, 1:], lse[:, 1:]
+        merged = torch.logaddexp(tail_lse, lse_b)
+        tail.mul_((tail_lse - merged).exp_()[..., None].to(out.dtype))
+        tail.add_(out_b.mul_((lse_b - merged).exp_()[..., None].to(out_b.dtype)))
+        tail_lse.copy_(merged)  # lse is now the merged one (chunk 0's is part A's alone)
+        del out_b, merged
         ctx.save_for_backward(q, k, v, flat_index, slot_bias, out, lse)
-        ctx.block_size, ctx.scale = block_size, scale
+        ctx.block_size, ctx.scale, ctx.ops, ctx.aux = block_size, scale, ops, (aux_a, aux_b)
         return out
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad):
         q, k, v, flat_index, slot_bias, out, lse = ctx.saved_tensors
-        s, scale = ctx.block_size, ctx.scale
+        s, scale, ops = ctx.block_size, ctx.scale, ctx.ops
+        aux_a, aux_b = ctx.aux
         grad = grad.contiguous()
-        dq, dk, dv = _bwd(grad, q, k, v, out, lse, 0.0, True, scale=scale)
+        dq, dk, dv = ops.backward(grad, q, k, v, out, lse, aux_a, True, None, scale)
         kb, vb = _gather(k, flat_index, s), _gather(v, flat_index, s)
-        dq_b, dkb, dvb = _bwd(grad, q, kb, vb, out, lse, 0.0, False, attn_mask=slot_bias, scale=scale)
+        dq_b, dkb, dvb = ops.backward(grad[:, 1:], q[:, 1:], kb, vb, out[:, 1:], lse[:, 1:], aux_b, False,
+                                      slot_bias, scale)
         del kb, vb
-        dq.add_(dq_b)
+        dq[:, 1:].add_(dq_b)
         _scatter_blocks(dk, dkb, flat_index, s)
         _scatter_blocks(dv, dvb, flat_index, s)
         return dq, dk, dv, None, None, None, None, None
 
 
-def merged_chunk_attention(qc, kc, vc, idx, valid, block_size, scale):
-    """qc/kc/vc [B, H, T, M, D]; idx/valid [B, H, T, k] (block ids per chunk) -> [B, H, T, M, D]."""
+def mergeable(idx: torch.Tensor, valid: torch.Tensor, ops: FlashOps) -> bool:
+    """Whether the merged kernel can run this retrieval: every chunk after the first retrieves at least one block
+    (chunk 0 never does), and unused slots exist only where the op pair takes a bias to mask them."""
+    rest = valid[:, :, 1:]
+    return idx.shape[2] > 1 and bool(rest.any(-1).all()) and (ops.supports_bias or bool(rest.all()))
+
+
+def merged_chunk_attention(qc, kc, vc, idx, valid, block_size: int, scale: float, ops: FlashOps = CPU_OPS):
+    """qc/kc/vc [B, H, T, M, D]; idx/valid [B, H, T, k] (block ids per chunk) -> [B, H, T, M, D].
+
+    Requires `mergeable(idx, valid, ops)`."""
     batch, heads, n_chunks, chunk, dim = qc.shape
     top = idx.shape[-1]
-    blocks_per_head = n_chunks * chunk // block_size
-    base = (torch.arange(batch * heads, device=idx.device) * blocks_per_head).view(batch, heads, 1, 1)
-    flat_index = (idx.clamp(min=0) + base).reshape(batch, heads * n_chunks, top)
-    no_retrieval = ~valid.any(-1)  # [B, H, T]: chunks with nothing to retrieve (the first one)
+    rows = batch * heads
+    blocks_per_row = n_chunks * chunk // block_size
+    base = (torch.arange(rows, device=idx.device) * blocks_per_row).view(rows, 1, 1)
+    flat_index = idx[:, :, 1:].clamp(min=0).reshape(rows, n_chunks - 1, top) + base
+    rest = valid[:, :, 1:].reshape(rows, n_chunks - 1, top)
     bias = None
-    if not bool(valid.all()):
-        slot_ok = valid.repeat_interleave(block_size, dim=-1).reshape(batch, heads * n_chunks, 1, top * block_size)
+    if not bool(rest.all()):
+        slot_ok = rest.repeat_interleave(block_size, dim=-1)[:, :, None, :]
         bias = torch.zeros(slot_ok.shape, dtype=qc.dtype, device=qc.device).masked_fill(~slot_ok, float("-inf"))
-    views = (t.contiguous().view(batch, heads * n_chunks, chunk, dim) for t in (qc, kc, vc))
-    out = ChunkRetrievalAttention.apply(*views, flat_index, bias, no_retrieval.reshape(batch, heads * n_chunks, 1),
-                                        block_size, scale)
+    views = (t.contiguous().view(rows, n_chunks, chunk, dim) for t in (qc, kc, vc))
+    out = ChunkRetrievalAttention.apply(*views, flat_index, bias, block_size, scale, ops)
     return out.view(batch, heads, n_chunks, chunk, dim)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from expspan_cli.attention.common import draw_chunk_size, expand_kv, pad_seq
-from expspan_cli.attention.lse_merge import merged_chunk_attention
+from expspan_cli.attention.gpu import flash_ops
+from expspan_cli.attention.lse_merge import mergeable, merged_chunk_attention
 from expspan_cli.attention.params import SEParams
 from expspan_cli.errors import require
 
@@ -105,8 +106,9 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
                  recorder: list | None = None, kernel: str = "auto") -> torch.Tensor:
     """SE-Attn over a whole sequence (Lq == Lk). q [B, Hq, L, D], k/v [B, Hkv, L, D] -> [B, Hq, L, D].
 
-    kernel: "auto" picks by device and input; "merged" (CPU flash + log-sum-exp merge), "dense" (one causal call
-    with placeholder queries) and "masked" (explicit mask, handles everything) force one path.
+    kernel: "auto" picks by device and input; "merged" (two flash calls merged by log-sum-exp, CPU or CUDA), "dense"
+    (one causal call with placeholder queries) and "masked" (explicit mask, handles everything) force one path
+    where the input allows it, else the masked one.
     """
     batch, heads, length, dim = q.shape
     scale = scale if scale is not None else 1.0 / math.sqrt(dim)
@@ -121,12 +123,14 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
         recorder.append(_record(picked, chunk, params.block_size, length))
     n_chunks = -(-length // chunk)
     qc, kc, vc = (pad_seq(t, chunk).view(batch, heads, n_chunks, chunk, dim) for t in (q, k, v))
+    ops = flash_ops(q)
+    can_merge = picked is not None and real is None and ops is not None and mergeable(*picked, ops)
     if kernel == "auto" and picked is not None and real is None:
-        kernel = "merged" if not q.is_cuda else "dense" if bool(picked[1][:, :, 1:].all()) else "masked"
+        kernel = "merged" if can_merge else "dense" if bool(picked[1][:, :, 1:].all()) else "masked"
     if picked is None:
         out = _chunk_local(qc, kc, vc, real, scale)
-    elif kernel == "merged" and real is None:
-        out = _retrieval_merged(qc, kc, vc, picked, params.block_size, scale)
+    elif kernel == "merged" and can_merge:
+        out = merged_chunk_attention(qc, kc, vc, *picked, params.block_size, scale, ops)
     elif kernel == "dense" and real is None and bool(picked[1][:, :, 1:].all()):
         out = _retrieval_dense(qc, kc, vc, picked[0], params.block_size, scale)
     else:
@@ -165,11 +169,6 @@ def _retrieval_dense(qc, kc, vc, idx, block_size, scale):
                                            for t in (queries, keys, values)), is_causal=True, scale=scale)
     out = out.view(batch, heads, n_chunks - 1, width, dim)[:, :, :, span:]
     return torch.cat([head[:, :, None], out], dim=2)
-
-
-def _retrieval_merged(qc, kc, vc, picked, block_size, scale):
-    """CPU: own-chunk causal and retrieved blocks as two flash calls merged by log-sum-exp (no copies of q/k/v)."""
-    return merged_chunk_attention(qc, kc, vc, picked[0], picked[1], block_size, scale)
 
 
 def _retrieval_masked(qc, kc, vc, picked, block_size, real, scale):

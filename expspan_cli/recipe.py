@@ -28,7 +28,7 @@ class TrainRecipe:
     tokenizer: str | None = None  # None: the model's own (presets: the prepared data's)
     data: str | None = None  # a directory written by `expspan prepare`
     method: str = "hylora"
-    attn: str = "se"
+    attn: str | None = None  # None: "se", or the method preset's (longlora: s2)
     attn_params: dict[str, Any] = field(default_factory=dict)  # passed to set_attention (se: chunk_sizes, ...)
     seq_len: int | None = None  # None: the prepared block length; else a divisor of it (blocks are cut)
     split: str = "train"

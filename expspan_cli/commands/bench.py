@@ -116,3 +116,26 @@ def ruler_generation(
     if json_path is not None:
         atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
         Console().print(f"wrote {json_path}")
+
+
+@app.command("finetune")
+def finetune_cost(
+    data: Path = typer.Option(..., "--data", help="Prepared data at the fine-tuning length (8x pre-training)."),
+    model: str = typer.Option("tiny-hybrid", "--model", help="Model or pretrain run to fine-tune."),
+    steps: int = typer.Option(5, "--steps", help="Steps per configuration (the first is warm-up)."),
+    configs: str = typer.Option(None, "--configs", help="Comma-separated subset of hylora+se, longlora, hylora+swa, "
+                                                         "hylora+full, full+full."),
+    json_path: Path = typer.Option(None, "--json", help="Write the record as JSON here."),
+) -> None:
+    """Tokens/s and peak memory of the paper's fine-tuning configurations, each in a fresh process, in one run."""
+    from expspan_cli.train.bench import bench_finetune
+
+    rows = bench_finetune(str(data), model=model, steps=steps, configs=configs.split(",") if configs else None,
+                          json_path=json_path)
+    table = Table(title=f"fine-tuning cost at {rows[0]['seq_len']} tokens, {model}")
+    for col in ("config", "tokens/s", "peak MB", "vs longlora", "trainable"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["config"], f"{r['tokens_per_s']:,.0f}", f"{r['peak_mem_mb']:,.0f}",
+                      f"{r.get('speed_vs_longlora', float('nan')):.2f}", f"{r['trainable_params']:,}")
+    Console().print(table)

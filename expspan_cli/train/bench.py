@@ -1,0 +1,76 @@
+"""`expspan bench finetune`: tokens/s and peak memory of fine-tuning configurations on one model, in one run.
+
+Each configuration trains in its own fresh process, so peak memory (CUDA peak allocation, or peak resident memory
+on CPU) is its own and not the maximum of everything before it. The first step is warm-up and not timed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from expspan_cli.errors import require
+from expspan_cli.runs import atomic_write_json, provenance
+
+# (name, method, attention); the paper's comparison at 8x the pre-training context.
+CONFIGS = (("hylora+se", "hylora", "se"), ("longlora", "longlora", "s2"), ("hylora+swa", "hylora", "swa"),
+           ("hylora+full", "hylora", "full"), ("full+full", "full", "full"))
+
+
+def scaled_attention(variant: str, seq_len: int) -> dict[str, Any]:
+    """The paper's attention settings at 8192 tokens, scaled to seq_len: SE chunks of L/4 or L/2 with 8 blocks of
+    32, SW window L/2, S2 groups of L/4."""
+    return {"se": {"chunk_sizes": [seq_len // 4, seq_len // 2], "block_size": 32, "top_k": 8},
+            "swa": {"window": seq_len // 2}}.get(variant, {})
+
+
+def _train_one(recipe: dict[str, Any], out: str) -> None:
+    from expspan_cli.recipe import TrainRecipe
+    from expspan_cli.train.run import run_training
+
+    run_training(TrainRecipe(**recipe), out, kind="finetune")
+
+
+def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, configs: list[str] | None = None,
+                   json_path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Train each configuration for `steps` steps (batch 1, no accumulation) and return one row per configuration
+    with tokens/s, peak memory and ratios to longlora and hylora+full; optionally write them as a record."""
+    from expspan_cli.data import load_prepared
+    from expspan_cli.recipe import build_recipe
+
+    require(steps >= 2, "--steps must be at least 2 (the first step is warm-up)")
+    chosen = [c for c in CONFIGS if configs is None or c[0] in configs]
+    require(bool(chosen), f"no known configuration in {configs}", hint=", ".join(c[0] for c in CONFIGS))
+    seq_len = load_prepared(data).seq_len
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="expspan-bench-") as tmp:
+        for name, method, attn in chosen:
+            recipe = build_recipe(model=model, data=str(data), method=method, attn=attn,
+                                  attn_params=scaled_attention(attn, seq_len), max_steps=steps,
+                                  save_steps=10 * steps, grad_accum=1, warmup_steps=1)
+            out = Path(tmp) / name
+            proc = ctx.Process(target=_train_one, args=(recipe.to_dict(), str(out)))
+            proc.start()
+            proc.join()
+            require(proc.exitcode == 0, f"benchmark configuration {name} failed (exit code {proc.exitcode})")
+            steps_log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            timed = [s["tokens_per_s"] for s in steps_log[1:] if s.get("tokens_per_s")]
+            trainable = json.loads((out / "manifest.json").read_text())["trainable"][-1]["trainable"]
+            rows.append({"config": name, "method": method, "attention": attn, "seq_len": seq_len,
+                         "attn_params": recipe.attn_params, "tokens_per_s": sum(timed) / len(timed),
+                         "peak_mem_mb": max(s["peak_mem_mb"] for s in steps_log), "trainable_params": trainable,
+                         "final_loss": steps_log[-1]["loss"]})
+    by_name = {r["config"]: r for r in rows}
+    for row in rows:
+        for base in ("longlora", "hylora+full", "full+full"):
+            if base in by_name:
+                row[f"speed_vs_{base}"] = row["tokens_per_s"] / by_name[base]["tokens_per_s"]
+                row[f"memory_vs_{base}"] = row["peak_mem_mb"] / by_name[base]["peak_mem_mb"]
+    if json_path is not None:
+        atomic_write_json(json_path, {"kind": "bench-finetune", "model": model, "data": str(data), "steps": steps,
+                                      "rows": rows, "provenance": provenance()})
+    return rows

@@ -221,3 +221,23 @@ def test_local_parquet_copy_of_the_hub_schema_with_max_books(tmp_path, capsys):
     code, err = run(["prepare", "pg19", "--source", str(src.parent), "--tokenizer", "bpe:300", "--splits", "test",
                      "--out", str(tmp_path / "o2")], capsys)
     assert code == 2 and "split 'test' not found" in err
+
+
+def test_training_view_can_leave_out_the_padded_tail(tmp_path):
+    from expspan_cli.data import load_prepared
+    from expspan_cli.data.build import prepare
+    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
+
+    out = tmp_path / "syn"
+    prepare(synthetic_corpus(SyntheticSpec(seed=0, documents={"train": 5})), out=out, tokenizer="bpe:300",
+            seq_len=256)
+    data = load_prepared(out)
+    pad = data.manifest["views"]["packed"]["train"]["pad_token_id"]
+    padding = data.manifest["views"]["packed"]["train"]["padding"]
+    assert padding > 0
+    for seq_len in (256, 128):
+        all_blocks = data.packed("train", seq_len)
+        kept = data.packed("train", seq_len, drop_padded=True)
+        assert len(kept) == len(all_blocks) - -(-padding // seq_len)
+        assert all(pad not in row["input_ids"] for row in kept)  # bpe:N's pad id never occurs in text
+        assert pad in all_blocks[len(all_blocks) - 1]["input_ids"]

@@ -47,16 +47,21 @@ class PreparedData:
                                hint=f"prepare it with `expspan prepare ... --{view} {split}`")
         return load_from_disk(str(self.path / have[split]["path"]))
 
-    def packed(self, split: str = "train", seq_len: int | None = None) -> Any:
+    def packed(self, split: str = "train", seq_len: int | None = None, drop_padded: bool = False) -> Any:
         """Training blocks (`input_ids`, each seq_len long). A shorter seq_len that divides the prepared one cuts
-        every block into equal pieces (pre-training at 256 on data packed at 2048); anything else is refused."""
+        every block into equal pieces (pre-training at 256 on data packed at 2048); anything else is refused.
+        drop_padded leaves out the trailing block(s) that hold the pad tokens completing the last block, so no
+        training label is a pad."""
         ds = self._view("packed", split)
-        if seq_len is None or seq_len == self.seq_len:
-            return ds
-        require(0 < seq_len < self.seq_len and self.seq_len % seq_len == 0,
-                f"{self.path} is packed at {self.seq_len} tokens; {seq_len} does not divide it",
-                hint=f"prepare the data with --seq-len {seq_len} (or a multiple of it)")
-        return _recut(ds, seq_len)
+        if seq_len is not None and seq_len != self.seq_len:
+            require(0 < seq_len < self.seq_len and self.seq_len % seq_len == 0,
+                    f"{self.path} is packed at {self.seq_len} tokens; {seq_len} does not divide it",
+                    hint=f"prepare the data with --seq-len {seq_len} (or a multiple of it)")
+            ds = _recut(ds, seq_len)
+        padding = self.manifest["views"]["packed"][split].get("padding", 0)
+        if drop_padded and padding:
+            ds = ds.select(range(len(ds) - -(-padding // (seq_len or self.seq_len))))
+        return ds
 
     def docs(self, split: str = "validation") -> Any:
         """One row per document: `input_ids` (the whole document, no special tokens), `text`, `title`."""

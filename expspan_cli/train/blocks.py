@@ -15,7 +15,7 @@ def training_blocks(data: str | Path, split: str, seq_len: int | None) -> tuple[
     from expspan_cli.data import load_prepared
 
     prepared = load_prepared(data)
-    blocks = prepared.packed(split, seq_len)
+    blocks = prepared.packed(split, seq_len, drop_padded=True)
     require(len(blocks) > 0, f"{data}: packed split {split!r} is empty")
     return blocks, prepared, seq_len or prepared.seq_len
 
@@ -26,6 +26,6 @@ def tokenizer_dir(prepared: Any) -> Path:
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Causal LM batch: every block is full length, so no padding and every label counts (EOS included)."""
+    """Causal LM batch: every block is full length and padded blocks were dropped, so every label counts."""
     ids = torch.tensor([row["input_ids"] for row in rows], dtype=torch.long)
     return {"input_ids": ids, "labels": ids.clone()}

@@ -29,18 +29,23 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 def _hook(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
           attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
           **kwargs: Any) -> tuple[torch.Tensor, None]:
-    variant, params = getattr(module, "_expspan_attention", ("full", None))
     padding = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
     if attention_mask is not None and padding is None:
         raise ExpspanError("expspan attention received a dense attention mask", hint="load the model through "
                            "expspan.attention.set_attention so its mask function is registered too")
-    recorder = getattr(module, "_expspan_recorder", None)
-    q_len, k_len = query.shape[2], key.shape[2]
-    if variant == "se" and (q_len != k_len or not module.training):
-        out = _se_with_cache(module, params, query, key, value, padding, scaling, recorder)
-    else:
-        out = attend(variant, params, query, key, value, padding, scaling, recorder)
+    out = module_attention(module, query, key, value, padding, scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+def module_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     padding: torch.Tensor | None, scaling: float | None) -> torch.Tensor:
+    """What an attention layer computes under the variant `set_attention` gave it ([B, Hq, Lq, D]); shared by the
+    transformers hook and the mamba-ssm backend's attention layers. Keys are the whole cache when decoding."""
+    variant, params = getattr(module, "_expspan_attention", ("full", None))
+    recorder = getattr(module, "_expspan_recorder", None)
+    if variant == "se" and (query.shape[2] != key.shape[2] or not module.training):
+        return _se_with_cache(module, params, query, key, value, padding, scaling, recorder)
+    return attend(variant, params, query, key, value, padding, scaling, recorder)
 
 
 def _se_with_cache(module, params: SEParams, q, k, v, padding, scale, recorder):
@@ -95,7 +100,8 @@ def set_attention(model: nn.Module, variant: str, **params: Any) -> nn.Module:
     for module in modules:
         module._expspan_attention = (variant, parsed)
         module.__dict__.pop("_expspan_se_states", None)
-    model.set_attn_implementation(IMPLEMENTATIONS[variant])
+    if hasattr(model, "set_attn_implementation"):  # transformers; mamba-ssm attention layers read the tag themselves
+        model.set_attn_implementation(IMPLEMENTATIONS[variant])
     return model
 
 

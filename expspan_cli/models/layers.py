@@ -18,18 +18,23 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def ssm_mixers(model: nn.Module) -> dict[str, nn.Module]:
-    """Mamba mixers by qualified name: modules that hold a depthwise `conv1d` next to an `in_proj`."""
+    """Mamba mixers by qualified name: modules that hold a depthwise `conv1d` next to an `in_proj` and are not
+    attention layers (mamba-ssm's attention has a qkv conv1d too; HyLoRA trains the SSM ones)."""
+    attention = {id(m) for m in _attention_modules(model)}
     return {name: mod for name, mod in model.named_modules()
-            if isinstance(getattr(mod, "conv1d", None), nn.Conv1d) and hasattr(mod, "in_proj")}
+            if isinstance(getattr(mod, "conv1d", None), nn.Conv1d) and hasattr(mod, "in_proj")
+            and id(mod) not in attention}
 
 
 def attention_projection_names(model: nn.Module, targets: tuple[str, ...] = ATTENTION_PROJECTIONS) -> list[str]:
-    """Qualified names of the `targets` linear projections inside attention layers (exact names, for PEFT)."""
+    """Qualified names of the `targets` linear projections inside attention layers (exact names, for PEFT). A layer
+    whose projections are named otherwise lists them in `projection_names` (mamba-ssm's fused in_proj, out_proj)."""
     ids = {id(m) for m in _attention_modules(model)}
     names = []
     for name, mod in model.named_modules():
         if id(mod) in ids:
-            names += [f"{name}.{t}" for t in targets if isinstance(getattr(mod, t, None), nn.Linear)]
+            names += [f"{name}.{t}" for t in getattr(mod, "projection_names", targets)
+                      if isinstance(getattr(mod, t, None), nn.Linear)]
     return names
 
 

@@ -1,20 +1,212 @@
-"""The paper's Mamba-2-Hybrid checkpoint (`state-spaces/mamba2attn-2.7b`) is a mamba-ssm model, not a transformers
-one: it loads through mamba-ssm's `MambaLMHeadModel`, whose kernels are Triton/CUDA only."""
+"""The mamba-ssm backend: Mamba-2-Hybrid checkpoints (`MambaLMHeadModel` with `attn_layer_idx` / `attn_cfg`, e.g.
+state-spaces/mamba2attn-2.7b) as a causal LM that the rest of expspan uses like a transformers one.
+
+Its attention layers are MambaSSMAttention (same tensors as mamba-ssm's MHA), so `set_attention` switches them,
+`record_retrievals` sees them and HyLoRA puts LoRA on their `in_proj`/`out_proj` only; the Mamba-2 mixers stay
+mamba-ssm's own (Triton SSD kernels, CUDA only). `forward` takes labels (the Trainer), `generate` decodes greedily
+with the backend's own inference cache (Mamba-2 conv/SSM states, attention KV cache and SE-Attn state).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+import transformers as tf
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutput
 
-from expspan_cli.errors import require
+from expspan_cli.errors import ExpspanError, require
+from expspan_cli.models.mamba_attention import MambaSSMAttention
+
+CONFIG_FILE = "config.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_INSTALL_HINT = ("on a CUDA machine: pip install mamba-ssm --no-build-isolation (Triton kernels only) and optionally "
+                 "causal-conv1d; on CPU use a transformers hybrid instead (tiny-hybrid, zamba2-1.2b)")
 
 
-def load_mamba_ssm(hub_id: str, dtype: torch.dtype | None = None) -> Any:
-    require(torch.cuda.is_available() and importlib.util.find_spec("mamba_ssm") is not None,
-            f"{hub_id} runs on the mamba-ssm backend, which needs a CUDA GPU and the mamba-ssm package",
-            hint="pip install 'expspan-cli[gpu]' on a GPU machine, or use --model tiny-hybrid / zamba2-1.2b on CPU")
+def require_backend() -> None:
+    """One clear error where the backend cannot run: no CUDA device, or mamba-ssm not installed."""
+    if not torch.cuda.is_available():
+        raise ExpspanError("the mamba-ssm backend (Mamba-2-Hybrid checkpoints) runs on CUDA GPUs only, and this "
+                           "machine has none", hint=_INSTALL_HINT)
+    if importlib.util.find_spec("mamba_ssm") is None:
+        raise ExpspanError("the mamba-ssm backend needs the mamba-ssm package, which is not installed",
+                           hint=_INSTALL_HINT)
+
+
+def is_mamba_ssm_checkpoint(path: str | Path) -> bool:
+    """A local directory holding a mamba-ssm config.json (MambaConfig fields, no transformers model_type)."""
+    config = Path(path) / CONFIG_FILE
+    if not config.is_file():
+        return False
+    data = json.loads(config.read_text())
+    return "model_type" not in data and "d_model" in data and "ssm_cfg" in data
+
+
+def read_config(spec: str) -> dict[str, Any]:
+    """The MambaConfig fields of a local checkpoint directory or hub id."""
+    if Path(spec).is_dir():
+        require(is_mamba_ssm_checkpoint(spec), f"{spec} is not a mamba-ssm checkpoint (no MambaConfig config.json)")
+        return json.loads((Path(spec) / CONFIG_FILE).read_text())
+    from mamba_ssm.utils.hf import load_config_hf
+
+    try:
+        return load_config_hf(spec)
+    except OSError as err:
+        raise ExpspanError(f"cannot load mamba-ssm checkpoint {spec!r}: not a local directory, and the hub is "
+                           "unreachable or has no such model", hint=f"offline, download it where there is network "
+                           f"(`hf download {spec} --local-dir DIR`) and pass DIR") from err
+
+
+def _state_dict(spec: str, device: Any, dtype: Any) -> dict[str, torch.Tensor]:
+    if not Path(spec).is_dir():
+        from mamba_ssm.utils.hf import load_state_dict_hf
+
+        return load_state_dict_hf(spec, device=device, dtype=dtype)
+    for name in WEIGHT_FILES:
+        path = Path(spec) / name
+        if path.is_file():
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return load_file(str(path), device=str(device))
+            return torch.load(path, map_location=device, weights_only=True)
+    raise ExpspanError(f"{spec} holds no weights ({' or '.join(WEIGHT_FILES)})")
+
+
+@dataclasses.dataclass
+class DecodeState:
+    """mamba-ssm's InferenceParams fields (its mixers read them): per-layer caches and how many tokens they hold."""
+
+    max_seqlen: int
+    max_batch_size: int
+    seqlen_offset: int = 0
+    batch_size_offset: int = 0
+    key_value_memory_dict: dict = dataclasses.field(default_factory=dict)
+    lengths_per_sample: torch.Tensor | None = None
+
+
+class MambaSSMForCausalLM(nn.Module):
+    """A mamba-ssm hybrid (its backbone and lm_head, state-dict names unchanged) with a transformers-style interface."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, lm: nn.Module, mamba_config: Any) -> None:
+        super().__init__()
+        self.backbone, self.lm_head = lm.backbone, lm.lm_head
+        self.mamba_config = mamba_config
+        fields = dataclasses.asdict(mamba_config)
+        self.config = tf.PretrainedConfig(**fields, tie_word_embeddings=fields.get("tie_embeddings", True))
+        self.config.model_type = "mamba_ssm"
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.embedding
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, inference_params: DecodeState | None = None,
+                num_last_tokens: int = 0, inputs_embeds: torch.Tensor | None = None, **_: Any) -> CausalLMOutput:
+        require(inputs_embeds is None, "mamba-ssm models take input_ids, not inputs_embeds")
+        _require_no_padding(attention_mask)
+        hidden = self.backbone(input_ids, inference_params=inference_params)
+        if num_last_tokens > 0:
+            hidden = hidden[:, -num_last_tokens:]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, **_: Any) -> dict[str, Any]:
+        return {"input_ids": input_ids}  # PEFT's causal-LM wrapper requires the method; generate() below needs none
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, max_new_tokens: int = 20,
+                 do_sample: bool = False, eos_token_id: int | None = None, pad_token_id: int | None = None,
+                 **_: Any) -> torch.Tensor:
+        """Greedy decoding: one prefill, then one token per step through the inference cache. Returns prompt +
+        generated ids; sequences that produced EOS are continued with pad (or EOS)."""
+        require(not do_sample, "the mamba-ssm backend decodes greedily only", hint="drop do_sample")
+        _require_no_padding(attention_mask)
+        batch, prompt = input_ids.shape
+        state = DecodeState(max_seqlen=prompt + max_new_tokens, max_batch_size=batch)
+        fill = pad_token_id if pad_token_id is not None else eos_token_id
+        done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        step_ids, out = input_ids, [input_ids]
+        for _ in range(max_new_tokens):
+            logits = self(step_ids, inference_params=state, num_last_tokens=1).logits[:, -1]
+            state.seqlen_offset += step_ids.shape[1]
+            token = logits.argmax(-1)
+            if eos_token_id is not None:
+                token = torch.where(done, torch.full_like(token, fill), token)
+                done |= token == eos_token_id
+            step_ids = token[:, None]
+            out.append(step_ids)
+            if bool(done.all()):
+                break
+        return torch.cat(out, dim=1)
+
+    def save_pretrained(self, directory: str | Path, **_: Any) -> None:
+        """mamba-ssm's own checkpoint format (config.json of MambaConfig fields + pytorch_model.bin)."""
+        from expspan_cli.runs import atomic_write_json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "pytorch_model.bin")
+        atomic_write_json(directory / CONFIG_FILE, dataclasses.asdict(self.mamba_config))
+
+
+def _require_no_padding(attention_mask: torch.Tensor | None) -> None:
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ExpspanError("mamba-ssm models take no padding (their SSM layers have no mask)",
+                           hint="use batch size 1 or sequences of equal length")
+
+
+def build_hybrid(lm_class: type, config_class: type, fields: dict[str, Any], device: Any = None,
+                 dtype: Any = None) -> MambaSSMForCausalLM:
+    """A MambaLMHeadModel-layout model (mamba-ssm's, or the CPU stand-in's classes) with its attention layers
+    replaced by MambaSSMAttention. Weights are those of a fresh init: load a state dict to restore a checkpoint."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    config = config_class(**{k: v for k, v in fields.items() if k in known})
+    attn_cfg = dict(config.attn_cfg)
+    attn_cfg.setdefault("causal", True)
+    require(attn_cfg["causal"], "mamba-ssm attention layers must be causal for a causal LM (attn_cfg.causal)")
+    # mamba-ssm's MHA refuses rotary without flash-attn; our layer computes rotary itself, so build it without.
+    config.attn_cfg = {**attn_cfg, "rotary_emb_dim": 0}
+    lm = lm_class(config, device=device, dtype=dtype)
+    config.attn_cfg = attn_cfg
+    for i, block in enumerate(lm.backbone.layers):
+        if i in config.attn_layer_idx:
+            block.mixer = MambaSSMAttention.replacing(block.mixer, attn_cfg)
+    return MambaSSMForCausalLM(lm, config)
+
+
+def load_weights(model: MambaSSMForCausalLM, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load, except a tied lm_head.weight that a checkpoint may leave out."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = model.mamba_config.tie_embeddings
+    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    require(not missing and not unexpected, f"{source} does not fit its own config: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}")
+
+
+def load_mamba_ssm(spec: str, dtype: Any = None, device: Any = None) -> MambaSSMForCausalLM:
+    """A mamba-ssm hybrid from a hub id or a local checkpoint directory, on CUDA (`device`, default cuda; dtype
+    default bf16, the checkpoint's training precision)."""
+    require_backend()
+    from mamba_ssm.models.config_mamba import MambaConfig
     from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
 
-    return MambaLMHeadModel.from_pretrained(hub_id, device="cuda", dtype=dtype or torch.bfloat16)
+    device, dtype = device or "cuda", dtype or torch.bfloat16
+    model = build_hybrid(MambaLMHeadModel, MambaConfig, read_config(spec), device=device, dtype=dtype)
+    load_weights(model, _state_dict(spec, device, dtype), spec)
+    return model

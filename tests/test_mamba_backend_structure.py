@@ -1,0 +1,136 @@
+"""The mamba-ssm backend on a CPU stand-in with mamba-ssm's module layout: checkpoint names, attention switching,
+HyLoRA targeting, training gradients, cached generation, and the errors a user can hit."""
+
+import pytest
+import torch
+
+from expspan_cli.attention import attention_modules, current_attention, record_retrievals, set_attention
+from expspan_cli.errors import ExpspanError
+from expspan_cli.models.mamba_attention import MambaSSMAttention, rotate
+from expspan_cli.models.mamba_ssm_backend import (build_hybrid, is_mamba_ssm_checkpoint, load_mamba_ssm,
+                                                  load_weights, read_config)
+from expspan_cli.models.mamba_standin import MambaConfig, MambaLMHeadModel
+from expspan_cli.train.adapters import apply_method, trainable_table
+
+VOCAB = 100
+FIELDS = dict(d_model=64, n_layer=4, vocab_size=VOCAB, attn_layer_idx=[1, 3],
+              ssm_cfg={"layer": "Mamba2", "d_state": 8, "headdim": 16},
+              attn_cfg=dict(num_heads=4, num_heads_kv=2, head_dim=16, d_conv=4, rotary_emb_dim=8,
+                            qkv_proj_bias=False, out_proj_bias=False))
+SE = dict(chunk_sizes=[32], block_size=8, top_k=2)
+
+
+def hybrid(seed=0, **changes):
+    torch.manual_seed(seed)
+    return build_hybrid(MambaLMHeadModel, MambaConfig, {**FIELDS, **changes})
+
+
+def ids(batch=2, length=128, seed=1):
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_checkpoint_names_are_mamba_ssm_ones_and_a_saved_model_loads_back(tmp_path):
+    model = hybrid()
+    stand_in = MambaLMHeadModel(MambaConfig(**FIELDS))
+    assert sorted(model.state_dict()) == sorted(stand_in.state_dict())
+    kinds = [type(block.mixer).__name__ for block in model.backbone.layers]
+    assert kinds == ["Mamba2", "MambaSSMAttention", "Mamba2", "MambaSSMAttention"]
+    model.save_pretrained(tmp_path)
+    assert is_mamba_ssm_checkpoint(tmp_path) and read_config(str(tmp_path))["attn_layer_idx"] == [1, 3]
+    other = hybrid(seed=7)
+    load_weights(other, torch.load(tmp_path / "pytorch_model.bin"), str(tmp_path))
+    x = ids()
+    torch.testing.assert_close(other(x).logits, model(x).logits)
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+    scores = []
+    for shift in (0, 5, 40):
+        rq = rotate(q, torch.tensor([shift + 3]), 8, 10000.0, False)
+        rk = rotate(k, torch.tensor([shift]), 8, 10000.0, False)
+        scores.append(float((rq * rk).sum()))
+        torch.testing.assert_close(rq[..., 8:], q[..., 8:])  # partial rotary: the rest passes through
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5) and scores[0] == pytest.approx(scores[2], abs=1e-5)
+
+
+def test_attention_switches_at_run_time_and_records_retrievals():
+    model = hybrid().eval()
+    x = ids()
+    full = model(x).logits
+    assert len(attention_modules(model)) == 2
+    set_attention(model, "se", **SE)
+    assert current_attention(model)[0] == "se"
+    with record_retrievals(model) as records:
+        se = model(x).logits
+    assert sorted({r["layer"] for r in records}) == [0, 1] and records[0]["indices"].shape[-1] == 2
+    assert not torch.allclose(se[:, 40:], full[:, 40:], atol=1e-4)
+    torch.testing.assert_close(se[:, :32], full[:, :32])  # the first chunk is plain causal attention
+    set_attention(model, "full")
+    torch.testing.assert_close(model(x).logits, full)
+
+
+def test_hylora_targets_attention_projections_only_and_trains_ssm_convs():
+    model = apply_method(hybrid(), "hylora", r=4)
+    lora = {n.split(".lora_")[0].removeprefix("base_model.model.") for n, _ in model.named_parameters()
+            if ".lora_" in n}
+    assert lora == {f"backbone.layers.{i}.mixer.{p}" for i in (1, 3) for p in ("in_proj", "out_proj")}
+    trainable = {n.removeprefix("base_model.model.") for n, p in model.named_parameters()
+                 if p.requires_grad and ".lora_" not in n}
+    assert {f"backbone.layers.{i}.mixer.conv1d.weight" for i in (0, 2)} <= trainable  # Mamba-2 convs
+    assert not any(f"layers.{i}.mixer.conv1d" in n for i in (1, 3) for n in trainable)  # attention's qkv conv
+    assert "backbone.embedding.weight" in trainable and "backbone.norm_f.weight" in trainable
+    assert not any(k in n for k in ("A_log", "dt_bias", ".D", "in_proj.", "out_proj.") for n in trainable)
+    groups = {r["group"]: r for r in trainable_table(model)}
+    assert groups["conv1d"]["trainable"] == groups["conv1d"]["total"] > 0
+
+
+@pytest.mark.parametrize("variant,params", [("se", SE), ("swa", dict(window=24)), ("s2", {})])
+def test_training_step_reaches_lora_and_conv_under_each_variant(variant, params):
+    model = hybrid()
+    set_attention(model, variant, **params)
+    model = apply_method(model, "hylora", r=4).train()
+    x = ids()
+    model(input_ids=x, labels=x).loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    reached = {n for n, g in grads.items() if g is not None and bool(g.abs().sum() > 0)}
+    assert set(grads) - reached == {n for n in grads if "lora_A" in n}  # lora_A's gradient is B^T(...) = 0 at init
+    assert sum("lora_B" in n for n in reached) == 4
+
+
+@pytest.mark.parametrize("variant,params", [("full", {}), ("se", dict(SE, causal_retrieval=True))])
+def test_cached_generation_equals_greedy_recomputation(variant, params):
+    model = hybrid().eval()
+    if variant != "full":
+        set_attention(model, variant, **params)
+    prompt = ids(batch=1, length=45)
+    generated = model.generate(prompt, max_new_tokens=12)
+    seq = prompt
+    for _ in range(12):  # no cache: the whole sequence again for every token
+        seq = torch.cat([seq, model(seq).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(generated, seq)
+
+
+def test_generation_stops_at_eos_and_pads():
+    model = hybrid().eval()
+    prompt = ids(batch=2, length=20)
+    first = model.generate(prompt, max_new_tokens=1)[:, -1]
+    out = model.generate(prompt, max_new_tokens=6, eos_token_id=int(first[0]), pad_token_id=VOCAB - 1)
+    assert out[0, 20] == first[0] and bool((out[0, 21:] == VOCAB - 1).all())
+
+
+def test_user_errors_are_one_line():
+    with pytest.raises(ExpspanError, match="has no attention layers"):
+        set_attention(hybrid(attn_layer_idx=[]), "se", **SE)
+    with pytest.raises(ExpspanError, match="no padding"):
+        hybrid()(ids(), attention_mask=torch.tensor([[0] * 10 + [1] * 118] * 2))
+    if not torch.cuda.is_available():
+        with pytest.raises(ExpspanError, match="CUDA GPUs only"):
+            load_mamba_ssm("state-spaces/mamba2attn-2.7b")
+
+
+def test_attention_layer_keeps_the_mixer_tensors():
+    model = MambaLMHeadModel(MambaConfig(**FIELDS))
+    mixer = model.backbone.layers[1].mixer
+    layer = MambaSSMAttention.replacing(mixer, FIELDS["attn_cfg"])
+    assert layer.in_proj is mixer.in_proj and layer.conv1d is mixer.conv1d and layer.out_proj is mixer.out_proj

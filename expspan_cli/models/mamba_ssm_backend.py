@@ -10,6 +10,7 @@ with the backend's own inference cache (Mamba-2 conv/SSM states, attention KV ca
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -19,12 +20,21 @@ import torch
 import torch.nn.functional as F
 import transformers as tf
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers.modeling_outputs import CausalLMOutput
 
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.models.mamba_attention import MambaSSMAttention
 
 CONFIG_FILE = "config.json"
+# state-spaces/mamba2attn-2.7b's config (paper §4.1): 58 Mamba-2 layers (mamba-ssm's Mamba2 defaults) + 6 attention.
+PAPER_HYBRID: dict[str, Any] = {
+    "d_model": 2560, "d_intermediate": 0, "n_layer": 64, "vocab_size": 50277, "ssm_cfg": {"layer": "Mamba2"},
+    "attn_layer_idx": [9, 18, 27, 36, 45, 56],
+    "attn_cfg": {"causal": True, "d_conv": 4, "head_dim": 128, "num_heads": 30, "out_proj_bias": False,
+                 "qkv_proj_bias": False, "rotary_emb_dim": 64},
+    "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 16,
+    "tie_embeddings": True}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _INSTALL_HINT = ("on a CUDA machine: pip install mamba-ssm --no-build-isolation (Triton kernels only) and optionally "
                  "causal-conv1d; on CPU use a transformers hybrid instead (tiny-hybrid, zamba2-1.2b)")
@@ -126,6 +136,16 @@ class MambaSSMForCausalLM(nn.Module):
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """Recompute every n-th block during backward (the Trainer's activation checkpointing); the RNG state is
+        replayed, so SE-Attn draws the same chunk size again."""
+        require(not offload, "the mamba-ssm backend does not offload checkpointed activations")
+        kwargs = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
+        for block in list(self.backbone.layers)[::every_n_layers]:
+            if "forward" not in block.__dict__:
+                block.forward = functools.partial(checkpoint, block.forward, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids: torch.Tensor, **_: Any) -> dict[str, Any]:
         return {"input_ids": input_ids}  # PEFT's causal-LM wrapper requires the method; generate() below needs none
 
@@ -199,14 +219,18 @@ def load_weights(model: MambaSSMForCausalLM, state: dict[str, torch.Tensor], sou
             f"unexpected {unexpected[:3]}")
 
 
-def load_mamba_ssm(spec: str, dtype: Any = None, device: Any = None) -> MambaSSMForCausalLM:
-    """A mamba-ssm hybrid from a hub id or a local checkpoint directory, on CUDA (`device`, default cuda; dtype
-    default bf16, the checkpoint's training precision)."""
+def load_mamba_ssm(spec: str | dict[str, Any], dtype: Any = None, device: Any = None,
+                   seed: int = 0) -> MambaSSMForCausalLM:
+    """A mamba-ssm hybrid from a hub id or a local checkpoint directory, or (spec a dict of MambaConfig fields, e.g.
+    PAPER_HYBRID) randomly initialised, on CUDA (`device`, default cuda; dtype default bf16, the checkpoints')."""
     require_backend()
     from mamba_ssm.models.config_mamba import MambaConfig
     from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
 
     device, dtype = device or "cuda", dtype or torch.bfloat16
-    model = build_hybrid(MambaLMHeadModel, MambaConfig, read_config(spec), device=device, dtype=dtype)
-    load_weights(model, _state_dict(spec, device, dtype), spec)
+    torch.manual_seed(seed)
+    fields = spec if isinstance(spec, dict) else read_config(spec)
+    model = build_hybrid(MambaLMHeadModel, MambaConfig, fields, device=device, dtype=dtype)
+    if not isinstance(spec, dict):
+        load_weights(model, _state_dict(spec, device, dtype), spec)
     return model

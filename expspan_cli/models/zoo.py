@@ -12,6 +12,7 @@ import torch
 import transformers as tf
 
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.models.mamba_ssm_backend import is_mamba_ssm_checkpoint
 
 _OFFLINE_HINT = ("offline, pass a local model directory (download it where there is network with `hf download "
                  "{spec} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the local cache")
@@ -30,6 +31,9 @@ PRESETS: dict[str, Preset] = {
     "tiny-hybrid": Preset("~5M-param Bamba (3 Mamba-2 + 1 attention layer, partial RoPE), random init, vocab of "
                           "the prepared tokenizer"),
     "mamba2-hybrid-2.7b": Preset("the paper's Mamba-2-Hybrid 2.7B", "state-spaces/mamba2attn-2.7b", "mamba_ssm", 2048),
+    "mamba2-hybrid-2.7b-random": Preset("the paper's Mamba-2-Hybrid 2.7B shape, random init (benchmarks, no "
+                                        "download; vocab of the prepared tokenizer up to 50277)", None, "mamba_ssm",
+                                        2048),
     "llama-7b": Preset("Llama-1 7B (paper App. C)", "huggyllama/llama-7b", pretrain_context=2048),
     "zamba2-1.2b": Preset("Zamba2 1.2B (paper App. D)", "Zyphra/Zamba2-1.2B", pretrain_context=4096),
 }
@@ -129,9 +133,9 @@ def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, devi
     elif spec in PRESETS:
         preset = PRESETS[spec]
         if preset.backend == "mamba_ssm":
-            from expspan_cli.models.mamba_ssm_backend import load_mamba_ssm
+            from expspan_cli.models.mamba_ssm_backend import PAPER_HYBRID, load_mamba_ssm
 
-            model = load_mamba_ssm(preset.hub_id, dtype=_dtype(dtype))
+            model = load_mamba_ssm(preset.hub_id or PAPER_HYBRID, dtype=_dtype(dtype), seed=seed)
             tok = _load_tokenizer(tokenizer or "EleutherAI/gpt-neox-20b")
         elif preset.hub_id:
             model, tok = load_model(preset.hub_id, dtype=dtype, tokenizer=tokenizer, config_overrides=config_overrides)
@@ -141,7 +145,12 @@ def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, devi
         if not Path(spec).is_dir() and (os.sep in spec.strip("/") and spec.count("/") != 1 or Path(spec).exists()):
             raise ExpspanError(f"model {spec!r} is neither a preset, a directory nor a hub id",
                                hint=f"presets: {', '.join(PRESETS)}")
-        model = _from_pretrained(spec, config_overrides, _dtype(dtype))
+        if is_mamba_ssm_checkpoint(spec):
+            from expspan_cli.models.mamba_ssm_backend import load_mamba_ssm
+
+            model = load_mamba_ssm(spec, dtype=_dtype(dtype))
+        else:
+            model = _from_pretrained(spec, config_overrides, _dtype(dtype))
         tok = _load_tokenizer(tokenizer) if tokenizer else _maybe_tokenizer(spec)
     if device is not None:
         model = model.to(device)
@@ -162,7 +171,7 @@ def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedCon
     final = _run_final(spec)
     if final is not None:
         if not (final / ADAPTER_INFO).exists():
-            return _config_with(str(final), None)
+            return None if is_mamba_ssm_checkpoint(final) else _config_with(str(final), None)
         info = json.loads((final / ADAPTER_INFO).read_text())
         config = model_config(info["base_model"], tokenizer=tokenizer or str(final))
         for key, value in info.get("config_overrides", {}).items():
@@ -178,6 +187,8 @@ def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedCon
 
         require(tokenizer is not None, f"preset {spec!r} takes its vocabulary from a tokenizer")
         return tiny_hybrid_config(len(_load_tokenizer(tokenizer)))
+    if is_mamba_ssm_checkpoint(spec):
+        return None
     try:
         return _config_with(spec, None)
     except OSError as err:

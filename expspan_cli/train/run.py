@@ -124,7 +124,8 @@ def load_for_training(recipe: TrainRecipe, kind: str, prepared: Any, seq_len: in
     else:
         config = model_config(recipe.model, tokenizer=tokenizer)
         with torch.device("meta"):
-            hybrid = bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
+            # config None: a mamba-ssm hybrid (the zoo builds no transformers config for those)
+            hybrid = config is None or bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
         overrides = _rope_overrides(recipe, config, seq_len, hybrid)
         local_preset = recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None
         model, tok = load_model(recipe.model, tokenizer=tokenizer if local_preset else recipe.tokenizer,

@@ -134,3 +134,23 @@ def test_attention_layer_keeps_the_mixer_tensors():
     mixer = model.backbone.layers[1].mixer
     layer = MambaSSMAttention.replacing(mixer, FIELDS["attn_cfg"])
     assert layer.in_proj is mixer.in_proj and layer.conv1d is mixer.conv1d and layer.out_proj is mixer.out_proj
+
+
+def test_lm_eval_hf_wrapper_scores_and_generates():
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(VOCAB)}, unk_token="w2"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=words, eos_token="w0", pad_token="w1")
+    model = hybrid().eval()
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=1, max_length=64)
+    (logprob, _), = lm.loglikelihood([Instance("loglikelihood", {}, ("w3 w4 w5", " w6"), 0)])
+    x = torch.tensor([[3, 4, 5, 6]])
+    expected = model(x).logits[0, 2].log_softmax(-1)[6]
+    assert logprob == pytest.approx(float(expected), abs=1e-4)
+    text, = lm.generate_until([Instance("generate_until", {}, ("w3 w4 w5", {"until": ["w99"], "max_gen_toks": 3}),
+                                        0)])
+    assert text.split() == [f"w{int(t)}" for t in model.generate(x[:, :3], max_new_tokens=3)[0, 3:]]

@@ -122,6 +122,11 @@ class MambaSSMForCausalLM(nn.Module):
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.embedding
 
+    def tie_weights(self) -> None:
+        """As mamba-ssm's: the output head shares the embedding matrix when the config ties them (lm-eval calls it)."""
+        if self.mamba_config.tie_embeddings:
+            self.lm_head.weight = self.backbone.embedding.weight
+
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, inference_params: DecodeState | None = None,
                 num_last_tokens: int = 0, inputs_embeds: torch.Tensor | None = None, **_: Any) -> CausalLMOutput:
@@ -152,12 +157,15 @@ class MambaSSMForCausalLM(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, max_new_tokens: int = 20,
                  do_sample: bool = False, eos_token_id: int | None = None, pad_token_id: int | None = None,
-                 **_: Any) -> torch.Tensor:
+                 max_length: int | None = None, **_: Any) -> torch.Tensor:
         """Greedy decoding: one prefill, then one token per step through the inference cache. Returns prompt +
-        generated ids; sequences that produced EOS are continued with pad (or EOS)."""
+        generated ids (max_length, as lm-eval passes it, counts the prompt); sequences that produced EOS are
+        continued with pad (or EOS)."""
         require(not do_sample, "the mamba-ssm backend decodes greedily only", hint="drop do_sample")
         _require_no_padding(attention_mask)
         batch, prompt = input_ids.shape
+        if max_length is not None:
+            max_new_tokens = max(max_length - prompt, 0)
         state = DecodeState(max_seqlen=prompt + max_new_tokens, max_batch_size=batch)
         fill = pad_token_id if pad_token_id is not None else eos_token_id
         done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,132 @@
+"""The stages of a reproduction, where each writes, what each waits for, whether it is done, and what it costs.
+
+A stage is done when its output directory holds a manifest (prepare, pretrain and finetune write theirs last; eval
+and bench outputs are built with `atomic_dir`), so a killed run resumes at the first stage without one.
+
+RUN/recipe.json                 the resolved recipe (what `expspan report` reads to know which rows to expect)
+RUN/data/<name>/                expspan prepare
+RUN/pretrain/                   expspan pretrain (tiny recipes)
+RUN/finetune/<row>/             expspan finetune, one per grid entry
+RUN/eval/<row>/<job>/           one eval record + manifest.json
+RUN/bench/                      attention benchmark rows (Fig. 4)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expspan_cli.errors import require
+from expspan_cli.pipeline.spec import EvalJob, Reproduction, Row
+from expspan_cli.runs import read_manifest
+
+RECIPE_FILE = "recipe.json"
+
+
+@dataclass
+class Stage:
+    id: str  # "prepare:pg19", "pretrain", "finetune:se", "eval:se/ruler", "bench"
+    kind: str  # prepare | pretrain | finetune | eval | bench
+    path: Path
+    needs: list[str] = field(default_factory=list)
+    row: str | None = None  # the comparison row (finetune/eval); None: shared by every row
+    job: EvalJob | None = None
+    tokens: int | None = None  # estimated tokens processed (training or evaluation)
+    skipped: str | None = None  # why it will not run (data absent, another shard)
+
+    def done(self) -> bool:
+        return read_manifest(self.path) is not None
+
+    def partial(self) -> bool:
+        """Started and interrupted: a run directory without its manifest, or a half-built atomic directory."""
+        if self.done():
+            return False
+        return self.path.exists() or any(self.path.parent.glob(f".{self.path.name}.partial-*"))
+
+    def status(self) -> str:
+        if self.skipped:
+            return f"skipped ({self.skipped})"
+        return "done" if self.done() else "partial (resumes)" if self.partial() else "to run"
+
+
+def row_model(recipe: Reproduction, run: Path, row: Row) -> str:
+    """What a row evaluates: its fine-tuning run, or (the baseline) the model fine-tuning starts from."""
+    if row.train is not None:
+        return str(run / "finetune" / row.name)
+    return str(run / "pretrain") if recipe.pretrain is not None else recipe.model
+
+
+def _train_tokens(train: dict[str, Any], default_len: int) -> int:
+    from expspan_cli.recipe import TrainRecipe
+
+    base = TrainRecipe()
+    get = lambda k: train.get(k) or getattr(base, k)  # noqa: E731
+    return get("max_steps") * (train.get("seq_len") or default_len) * get("per_device_batch_size") * get("grad_accum")
+
+
+def _eval_tokens(job: EvalJob) -> int | None:
+    lengths = job.options.get("lengths") or []
+    if job.kind == "ruler":
+        from expspan_cli.eval.ruler import resolve_tasks
+
+        return sum(lengths) * job.options.get("samples", 500) * len(resolve_tasks(job.options.get("tasks")))
+    if job.kind == "pg19" and job.options.get("max_tokens"):
+        n_tokens = job.options["max_tokens"]
+        if job.options.get("protocol") == "strided":  # windows of n advancing by the stride (default n / 2)
+            return sum(n_tokens * n // (job.options.get("stride") or n // 2) for n in lengths)
+        return sum(max(0, n_tokens - n) // 256 * n for n in lengths)  # longlora: a window every 256 tokens
+    return None
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`i/n` (1-based) -> (i, n)."""
+    if text is None:
+        return None
+    i, sep, n = text.partition("/")
+    require(bool(sep) and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n),
+            f"--shard must be i/n with 1 <= i <= n, got {text!r}", hint="e.g. --shard 2/4 on the second of four nodes")
+    return int(i), int(n)
+
+
+def build_plan(recipe: Reproduction, run: str | Path, shard: tuple[int, int] | None = None) -> list[Stage]:
+    """Every stage in dependency order. With a shard (i, n), rows are dealt round-robin and row stages of other
+    shards are marked skipped; shared stages (data, pre-training) run on every shard that needs them."""
+    run = Path(run)
+    stages: list[Stage] = []
+    for spec in recipe.data.values():
+        stages.append(Stage(f"prepare:{spec.name}", "prepare", run / "data" / spec.name,
+                            [f"prepare:{spec.tokenizer_of}"] if spec.tokenizer_of else [],
+                            skipped=None if spec.available() else f"local source {spec.source} absent"))
+    data_seq = {n: s.seq_len for n, s in recipe.data.items()}
+    base_needs = [f"prepare:{recipe.train_data}"] if recipe.rows else []
+    if recipe.pretrain is not None:
+        pre_data = recipe.pretrain["data"]
+        stages.append(Stage("pretrain", "pretrain", run / "pretrain", [f"prepare:{pre_data}"],
+                            tokens=_train_tokens(recipe.pretrain, data_seq[pre_data])))
+        base_needs.append("pretrain")
+    for index, row in enumerate(recipe.rows):
+        other = shard is not None and index % shard[1] != shard[0] - 1
+        why = f"shard {index % shard[1] + 1}/{shard[1]}" if other and shard else None
+        model_stage = base_needs[-1] if row.train is None else f"finetune:{row.name}"
+        if row.train is not None:
+            stages.append(Stage(f"finetune:{row.name}", "finetune", run / "finetune" / row.name, list(base_needs),
+                                row=row.name, tokens=_train_tokens(row.train, data_seq[recipe.train_data]),
+                                skipped=why))
+        for job in recipe.evals:
+            if job.rows is not None and row.name not in job.rows:
+                continue
+            needs = [model_stage] + ([f"prepare:{job.data}"] if job.data else [])
+            absent = job.data is not None and not recipe.data[job.data].available()
+            stages.append(Stage(f"eval:{row.name}/{job.name}", "eval", run / "eval" / row.name / job.name, needs,
+                                row=row.name, job=job, tokens=_eval_tokens(job),
+                                skipped=why or (f"data {job.data} absent" if absent else None)))
+    if recipe.bench is not None:
+        stages.append(Stage("bench", "bench", run / "bench",
+                            skipped="shard 1 runs it" if shard is not None and shard[0] != 1 else None))
+    by_id = {s.id: s for s in stages}
+    for stage in stages:  # in dependency order, so a skip propagates down the chain
+        blocked = next((n for n in stage.needs if by_id[n].skipped), None)
+        if blocked and not stage.skipped:
+            stage.skipped = f"needs {blocked}"
+    return stages

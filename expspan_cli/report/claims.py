@@ -1,0 +1,111 @@
+"""The paper's headline claims, checked on our own table: each check says what it compared, the numbers, and
+whether the claim holds, does not hold, or cannot be told from these records."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from expspan_cli.report.figures import series
+
+
+@dataclass
+class Check:
+    claim: str
+    verdict: str  # "holds" | "does not hold" | "cannot tell"
+    evidence: str
+
+
+def _rows_by_attention(recipe: Any) -> dict[str, str]:
+    """attention variant -> row label, for the rows that fine-tune with HyLoRA (the paper's main comparison);
+    'base' -> the non-fine-tuned row."""
+    out: dict[str, str] = {}
+    for row in recipe.rows:
+        if row.train is None:
+            out.setdefault("base", row.label)
+        elif row.train.get("method", "hylora") == "hylora":
+            out.setdefault(row.train.get("attn") or "se", row.label)
+    return out
+
+
+def _mean(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _fmt(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.2f}"
+
+
+def contexts_of(recipe: Any) -> dict[str, int]:
+    """The lengths the claims are about: pre-training context, fine-tuning length, SW-Attn window."""
+    from expspan_cli.attention import SWParams
+    from expspan_cli.models import PRESETS
+
+    out: dict[str, int] = {}
+    preset = PRESETS.get(recipe.model)
+    if recipe.pretrain is not None:
+        out["pretrain"] = recipe.pretrain.get("seq_len") or recipe.data[recipe.pretrain["data"]].seq_len
+    elif preset is not None and preset.pretrain_context:
+        out["pretrain"] = preset.pretrain_context
+    for row in recipe.rows:
+        if row.train is not None:
+            out.setdefault("finetune", row.train.get("seq_len") or recipe.data[recipe.train_data].seq_len)
+            if row.train.get("attn") == "swa":
+                out.setdefault("window", (row.train.get("attn_params") or {}).get("window", SWParams().window))
+    return out
+
+
+def check_claims(recipe: Any, frame: pd.DataFrame, contexts: dict[str, int]) -> list[Check]:
+    """`contexts`: pretrain (the pre-training context), finetune (the fine-tuning length), window (SW-Attn's)."""
+    if recipe is None:
+        return []
+    rows = _rows_by_attention(recipe)
+    checks: list[Check] = []
+    ppl_lengths, ppl = series(frame, "PPL")
+    pre, ft, window = contexts.get("pretrain"), contexts.get("finetune"), contexts.get("window")
+    if "base" in rows and pre and ppl_lengths:
+        at = [n for n in ppl_lengths if n <= pre]
+        beyond = [n for n in ppl_lengths if n > pre]
+        if at and beyond:
+            base = ppl.loc[rows["base"]]
+            short, long_ = base[f"PPL {at[-1]}"], base[f"PPL {beyond[-1]}"]
+            ratio = long_ / short if short else math.nan
+            verdict = "cannot tell" if math.isnan(ratio) else "holds" if ratio > 1.5 else "does not hold"
+            checks.append(Check("The non-fine-tuned model collapses beyond its pre-training context",
+                                verdict, f"{rows['base']}: PPL {_fmt(short)} at {at[-1]} (pre-training context) -> "
+                                f"{_fmt(long_)} at {beyond[-1]} ({ratio:.1f}x; 'collapses' taken as > 1.5x)"))
+    if {"se", "full"} <= set(rows) and ft and ppl_lengths:
+        long_cols = [f"PPL {n}" for n in ppl_lengths if n >= ft]
+        gaps = {a: _mean(ppl.loc[rows[a], long_cols] - ppl.loc[rows["full"], long_cols]) for a in ("se", "s2", "swa")
+                if a in rows}
+        if long_cols and not math.isnan(gaps.get("se", math.nan)):
+            others = {a: g for a, g in gaps.items() if a != "se" and not math.isnan(g)}
+            verdict = "holds" if others and all(gaps["se"] <= g for g in others.values()) else \
+                "cannot tell" if not others else "does not hold"
+            checks.append(Check("SE-Attn's perplexity is the closest to Full-Attn's at and beyond the fine-tuning "
+                                "length", verdict, "mean PPL gap to Full-Attn over " + ", ".join(long_cols) + ": " +
+                                ", ".join(f"{rows[a]} {_fmt(g)}" for a, g in gaps.items())))
+    ruler_lengths, ruler = series(frame, "RULER")
+    if {"se", "full"} <= set(rows) and ruler_lengths and window:
+        beyond = [f"RULER {n}" for n in ruler_lengths if n > window]
+        means = {a: _mean(ruler.loc[label, beyond]) for a, label in rows.items() if beyond}
+        if beyond and not all(math.isnan(v) for v in means.values()):
+            evidence = f"mean RULER accuracy over lengths beyond the {window}-token window ({', '.join(beyond)}): " + \
+                ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items())
+            if all(v == 0 or math.isnan(v) for v in means.values()):
+                checks.append(Check("SE-Attn beats S2-Attn and SW-Attn on RULER beyond the window", "cannot tell",
+                                    evidence + " (every row scores 0: the task is out of reach of these models)"))
+            else:
+                se = means["se"]
+                others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
+                checks.append(Check("SE-Attn beats S2-Attn and SW-Attn on RULER beyond the window",
+                                    "holds" if others and all(se > o for o in others) else "does not hold", evidence))
+                full = means["full"]
+                checks.append(Check("SE-Attn tracks Full-Attn on RULER beyond the window (within 5 points)",
+                                    "holds" if abs(se - full) <= 5 else "does not hold",
+                                    f"{rows['se']} {_fmt(se)} vs {rows['full']} {_fmt(full)}"))
+    return checks

@@ -1,0 +1,116 @@
+"""Figures as PNG, drawn from the report's tables: RULER average vs length per row (Fig. 2), perplexity vs length,
+RULER per task group (Fig. 8), and runtime / peak memory vs length per attention variant (Fig. 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from expspan_cli.report.tables import column_order
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def series(frame: pd.DataFrame, prefix: str) -> tuple[list[int], pd.DataFrame]:
+    """The columns `<prefix> <length>` of the comparison table, as lengths and a row x length frame."""
+    cols = sorted((c for c in frame.columns if c.startswith(prefix + " ") and c.rsplit(" ", 1)[1].isdigit()),
+                  key=column_order)
+    return [int(c.rsplit(" ", 1)[1]) for c in cols], frame[cols]
+
+
+def _line_plot(path: Path, lengths: list[int], values: pd.DataFrame, ylabel: str, title: str, log_y: bool = False,
+               marks: dict[str, int] | None = None) -> Path | None:
+    if not lengths or values.isna().all().all():
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, row in values.iterrows():
+        if not row.isna().all():
+            ax.plot(lengths, row.values, marker="o", label=str(label))
+    for name, x in (marks or {}).items():
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(name, (x, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=7,
+                    color="grey")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(xlabel="sequence length (tokens)", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def ruler_average_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = None) -> Path | None:
+    lengths, values = series(frame, "RULER")
+    return _line_plot(path, lengths, values, "RULER average accuracy (%)", "RULER average by length (cf. Fig. 2)",
+                      marks=marks)
+
+
+def ppl_figure(frame: pd.DataFrame, path: Path, prefix: str = "PPL",
+               marks: dict[str, int] | None = None) -> Path | None:
+    lengths, values = series(frame, prefix)
+    return _line_plot(path, lengths, values, "perplexity (log scale)", f"{prefix} by evaluation length",
+                      log_y=True, marks=marks)
+
+
+def ruler_groups_figure(groups: pd.DataFrame, path: Path) -> Path | None:
+    if groups.empty:
+        return None
+    plt = _pyplot()
+    names = list(dict.fromkeys(groups["group"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = groups[groups["group"] == name]
+        for row in dict.fromkeys(part["row"]):
+            line = part[part["row"] == row].sort_values("length")
+            ax.plot(line["length"], line["accuracy"], marker="o", label=row)
+        ax.set_xscale("log", base=2)
+        ax.set_title(name)
+        ax.set_xlabel("length")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("RULER by task group (cf. Fig. 8)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def bench_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Runtime of one forward+backward and peak memory vs length, per variant (cf. Fig. 4)."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    frame = pd.DataFrame(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for variant, part in frame.groupby("variant", sort=False):
+        part = part.sort_values("length")
+        left.plot(part["length"], part["fwd_bwd_s"] * 1e3, marker="o", label=variant)
+        if "peak_mem_bytes" in part:
+            right.plot(part["length"], part["peak_mem_bytes"] / 2**20, marker="o", label=variant)
+    device = frame["device"].iloc[0] if "device" in frame else "unknown device"
+    for ax, ylabel in ((left, "fwd+bwd time (ms)"), (right, "peak memory (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(xlabel="sequence length", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"attention fwd+bwd, {device} (cf. Fig. 4)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,168 @@
+"""Reading what reproductions wrote: eval records, training manifests and benchmark rows, JSON only.
+
+Nothing here reruns anything. What a recipe expects but a run directory lacks is listed as missing or partial;
+a JSON file that does not parse (or lacks the fields a record has) is named in `problems` and left out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expspan_cli.errors import ExpspanError, require
+from expspan_cli.eval.records import KINDS
+
+RECORD_FIELDS = ("kind", "metrics", "config")
+
+
+@dataclass
+class Entry:
+    row: str
+    label: str
+    job: str
+    kind: str
+    record: dict[str, Any]
+    path: Path
+
+
+@dataclass
+class Collection:
+    recipe: Any  # the Reproduction the run directories were made from (None: loose eval records)
+    rows: list[tuple[str, str]]  # (name, label) in table order
+    jobs: list[Any]  # EvalJobs (or ad hoc ones for loose records), in column order
+    entries: list[Entry] = field(default_factory=list)
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)  # row -> its finetune manifest
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage id -> manifest (wall times)
+    bench: list[dict[str, Any]] = field(default_factory=list)  # attention benchmark rows
+    missing: list[str] = field(default_factory=list)  # stage ids with no output
+    partial: list[str] = field(default_factory=list)  # started, not complete
+    problems: list[str] = field(default_factory=list)  # corrupted or unreadable JSON, named
+
+    def get(self, row: str, job: str) -> Entry | None:
+        return next((e for e in self.entries if e.row == row and e.job == job), None)
+
+
+def read_json(path: Path, problems: list[str]) -> Any:
+    """The parsed JSON, or None with the file named in `problems` (never an exception, never a guess)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problems.append(f"{path}: unreadable JSON ({type(err).__name__}: {str(err).splitlines()[0][:80]}), skipped")
+        return None
+
+
+def _valid_record(obj: Any, path: Path, problems: list[str]) -> bool:
+    if isinstance(obj, dict) and all(k in obj for k in RECORD_FIELDS) and obj["kind"] in KINDS \
+            and isinstance(obj["metrics"], dict):
+        return True
+    problems.append(f"{path}: not an eval record (needs {', '.join(RECORD_FIELDS)}), skipped")
+    return False
+
+
+def _bench_rows(obj: Any) -> list[dict[str, Any]] | None:
+    """Rows of `expspan bench attention --json` (a list) or of a reproduction's bench stage ({"rows": [...]})."""
+    rows = obj.get("rows") if isinstance(obj, dict) else obj
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) and {"variant", "length", "fwd_bwd_s"} <= set(r)
+                                               for r in rows):
+        return rows
+    return None
+
+
+def _collect_run(run: Path, col: Collection) -> None:
+    from expspan_cli.pipeline.plan import build_plan
+    from expspan_cli.runs import read_manifest
+
+    for stage in build_plan(col.recipe, run):
+        if stage.skipped:
+            continue
+        manifest = read_manifest(stage.path)
+        if manifest is None:
+            (col.partial if stage.partial() else col.missing).append(stage.id)
+            continue
+        if stage.id in col.stages:
+            continue  # the same stage in two shards' directories: the first one counts
+        col.stages[stage.id] = manifest
+        if stage.kind == "finetune":
+            col.training[stage.row or ""] = manifest
+        elif stage.kind == "bench":
+            obj = read_json(stage.path / manifest.get("record", "attention.json"), col.problems)
+            col.bench += _bench_rows(obj) or []
+        elif stage.kind == "eval":
+            path = stage.path / str(manifest.get("record"))
+            record = read_json(path, col.problems)
+            if record is not None and _valid_record(record, path, col.problems):
+                label = dict(col.rows).get(stage.row or "", stage.row or "")
+                col.entries.append(Entry(stage.row or "", label, stage.job.name, record["kind"], record, path))
+
+
+def _adhoc_job(kind: str) -> Any:
+    from expspan_cli.pipeline.spec import EvalJob
+
+    return EvalJob(kind, kind, None, "full", {})
+
+
+def _collect_loose(directory: Path, col: Collection) -> None:
+    """Eval records written by `expspan eval` (no recipe): one row per model spec and attention."""
+    for path in sorted(directory.rglob("*.json")):
+        obj = read_json(path, col.problems)
+        if obj is None:
+            continue
+        rows = _bench_rows(obj)
+        if rows is not None:
+            col.bench += rows
+            continue
+        if isinstance(obj, dict) and "metrics" not in obj and "kind" not in obj:
+            continue  # a manifest or config, not a record
+        if not _valid_record(obj, path, col.problems):
+            continue
+        spec = str((obj.get("model") or {}).get("spec", path.parent.name))
+        attn = (obj.get("attention") or {}).get("variant", "full")
+        row = Path(spec).name + ("" if attn == "full" else f" ({attn})")
+        if row not in dict(col.rows):
+            col.rows.append((row, row))
+        if obj["kind"] not in [j.name for j in col.jobs]:
+            col.jobs.append(_adhoc_job(obj["kind"]))
+        if col.get(row, obj["kind"]) is None:
+            col.entries.append(Entry(row, row, obj["kind"], obj["kind"], obj, path))
+
+
+def collect(paths: list[str | Path]) -> Collection:
+    """Everything the report shows, from reproduction run directories, folders of loose eval records, or bench JSON
+    files; several run directories of one recipe (shards from several machines) are merged."""
+    from expspan_cli.pipeline.plan import RECIPE_FILE
+    from expspan_cli.pipeline.spec import parse_reproduction
+
+    require(bool(paths), "no run directory given", hint="expspan report runs/tiny")
+    problems: list[str] = []
+    recipes = []
+    for p in map(Path, paths):
+        require(p.exists(), f"{p} does not exist")
+        saved = p / RECIPE_FILE
+        if p.is_dir() and saved.exists():
+            obj = read_json(saved, problems)
+            if obj is not None:
+                recipes.append((p, parse_reproduction(obj["recipe"], origin=str(saved))))
+    names = {r.name for _, r in recipes}
+    if len(names) > 1:
+        raise ExpspanError(f"run directories of different recipes given ({', '.join(sorted(names))})",
+                           hint="report one recipe at a time")
+    recipe = recipes[0][1] if recipes else None
+    col = Collection(recipe, [(r.name, r.label) for r in recipe.rows] if recipe else [],
+                     list(recipe.evals) if recipe else [], problems=problems)
+    for p in map(Path, paths):
+        if any(p == run for run, _ in recipes):
+            _collect_run(p, col)
+        elif p.is_dir():
+            _collect_loose(p, col)
+        else:
+            obj = read_json(p, col.problems)
+            rows = _bench_rows(obj) if obj is not None else None
+            if rows is None and obj is not None:
+                col.problems.append(f"{p}: neither a run directory nor benchmark rows, skipped")
+            col.bench += rows or []
+    # A stage complete in any shard's directory is neither missing nor partial.
+    col.missing = sorted(set(col.missing) - set(col.stages), key=col.missing.index)
+    col.partial = sorted(set(col.partial) - set(col.stages), key=col.partial.index)
+    return col

@@ -1,0 +1,150 @@
+"""Tables in the paper's layout (rows = attention variant / adapter; columns = PPL by length, harness tasks, RULER
+average by length, as in Tables 1-4) from collected records, and their Markdown, CSV and LaTeX forms."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from expspan_cli.report.records import Collection
+
+# lm-eval's metric per task, as the paper's columns report them (accuracy; exact/F1 for the long tasks).
+HARNESS_METRICS = ("acc,none", "contains,none", "f1,none", "exact_match,none", "em,none", "score,none")
+SHORT_NAMES = {"arc_easy": "ARC-E", "arc_challenge": "ARC-C", "hellaswag": "Hella.", "lambada_openai": "LAMB.",
+               "piqa": "PIQA", "winogrande": "WG", "swde": "SWDE", "scrolls_qasper": "SQA",
+               "scrolls_narrativeqa": "SNQA"}
+
+
+def _harness_value(result: dict[str, Any]) -> float | None:
+    for key in HARNESS_METRICS:
+        if key in result:
+            return 100.0 * float(result[key])
+    other = [v for k, v in result.items() if "stderr" not in k]
+    return 100.0 * float(other[0]) if other else None
+
+
+def _job_columns(col: Collection, job: Any) -> dict[str, dict[str, float]]:
+    """{column: {row: value}} for one evaluation job."""
+    several = sum(1 for j in col.jobs if j.kind == job.kind) > 1
+    prefix = f"{job.name} " if several else ""
+    out: dict[str, dict[str, float]] = {}
+    for row, _ in col.rows:
+        entry = col.get(row, job.name)
+        if entry is None:
+            continue
+        metrics = entry.record["metrics"]
+        if job.kind == "pg19":
+            for length, value in metrics.get("ppl", {}).items():
+                out.setdefault(f"{prefix}PPL {length}", {})[row] = value
+        elif job.kind == "ruler":
+            for length, value in metrics.get("average", {}).items():
+                out.setdefault(f"{prefix}RULER {length}", {})[row] = value
+            if "average_all_lengths" in metrics:
+                out.setdefault(f"{prefix}RULER avg", {})[row] = metrics["average_all_lengths"]
+        else:
+            values = []
+            for task, result in metrics.get("results", {}).items():
+                value = _harness_value(result)
+                if value is not None:
+                    out.setdefault(prefix + SHORT_NAMES.get(task, task), {})[row] = value
+                    values.append(value)
+            if len(values) > 1:
+                out.setdefault(f"{prefix}Avg.", {})[row] = sum(values) / len(values)
+    return out
+
+
+def column_order(column: str) -> tuple[str, int]:
+    head, _, tail = column.rpartition(" ")
+    return (head, int(tail)) if tail.isdigit() else (column, 1 << 30)
+
+
+def comparison_table(col: Collection) -> pd.DataFrame:
+    """One row per recipe row (its label), one column per metric; NaN where a record is missing."""
+    columns: dict[str, dict[str, float]] = {}
+    for job in col.jobs:
+        block = _job_columns(col, job)
+        for name in sorted(block, key=column_order) if job.kind != "harness" else block:
+            columns[name] = block[name]
+    labels = dict(col.rows)
+    frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in col.rows] for c, v in columns.items()},
+                         index=[labels[r] for r, _ in col.rows])
+    frame.index.name = "Attention"
+    return frame
+
+
+def ruler_groups_table(col: Collection) -> pd.DataFrame:
+    """Long form: row, task group (the paper's NIAH-S, NIAH-M, NIAH-M-QV, VT, CF-WE), length, accuracy."""
+    rows = []
+    labels = dict(col.rows)
+    for entry in col.entries:
+        if entry.kind != "ruler":
+            continue
+        for group, by_length in entry.record["metrics"].get("groups", {}).items():
+            for length, value in by_length.items():
+                rows.append({"row": labels.get(entry.row, entry.row), "job": entry.job, "group": group,
+                             "length": int(length), "accuracy": value})
+    return pd.DataFrame(rows, columns=["row", "job", "group", "length", "accuracy"])
+
+
+def training_table(col: Collection) -> pd.DataFrame:
+    """Per fine-tuning row: method, attention, steps, final loss, tokens/s, wall time, trainable parameters."""
+    rows = []
+    labels = dict(col.rows)
+    for row, manifest in col.training.items():
+        summary = manifest.get("summary", {})
+        everything = next((t for t in manifest.get("trainable", []) if t.get("group") == "all"), {})
+        rows.append({"row": labels.get(row, row), "method": manifest.get("method"),
+                     "attention": manifest.get("attention"), "seq_len": manifest.get("seq_len"),
+                     "steps": summary.get("steps"), "final_loss": summary.get("final_loss"),
+                     "tokens_per_s": summary.get("tokens_per_s"), "wall_time_s": summary.get("wall_time_s"),
+                     "trainable": everything.get("trainable"), "trainable_pct": everything.get("percent")})
+    return pd.DataFrame(rows)
+
+
+def _cell(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 2, index: bool = True) -> str:
+    head = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, values in frame.iterrows():
+        cells = ([str(label)] if index else []) + [_cell(v, digits) for v in values]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("²", r"$^2$"), ("—", "--")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(frame: pd.DataFrame, digits: int = 2, caption: str | None = None) -> str:
+    """A booktabs table with the best value of each column in bold (lowest for PPL, highest otherwise)."""
+    best: dict[str, Any] = {}
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce").dropna()
+        if len(values) > 1:
+            best[column] = values.min() if "PPL" in str(column) else values.max()
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * len(frame.columns) + "}",
+             r"\toprule", " & ".join([_tex(frame.index.name or "")] + [_tex(str(c)) for c in frame.columns]) + r" \\",
+             r"\midrule"]
+    for label, values in frame.iterrows():
+        cells = [_tex(str(label))]
+        for column, value in zip(frame.columns, values):
+            text = _tex(_cell(value, digits))
+            cells.append(rf"\textbf{{{text}}}" if column in best and value == best[column] else text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{_tex(caption)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from expspan_cli.commands import bench, evaluate, prepare, train
+from expspan_cli.commands import bench, evaluate, prepare, report, train
 from expspan_cli.errors import ExpspanError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(evaluate.app, name="eval")
 train.register(app)  # pretrain, finetune, export
+report.register(app)  # reproduce, report
 
 
 @app.callback()

@@ -121,3 +121,21 @@ def test_cuda_merged_peak_memory_is_linear_in_length():
         peaks.append(torch.cuda.max_memory_allocated() - base)
         del q, k, v
     assert peaks[1] < 2.3 * peaks[0]
+
+
+def test_bench_names_the_full_attention_kernel():
+    from expspan_cli.attention.bench import full_kernel
+
+    assert full_kernel("cpu") == "sdpa"
+    assert full_kernel("cuda").startswith(("flash-attn", "sdpa (flash backend"))
+
+
+@cuda
+def test_cuda_bench_rows_have_device_kernel_and_ratios():
+    from expspan_cli.attention.bench import bench_attention
+
+    rows = bench_attention(["full", "se"], [8192], dtype="bfloat16", device="cuda", repeats=1)
+    assert {r["variant"] for r in rows} == {"full", "se"}
+    for r in rows:
+        assert r["device"] == torch.cuda.get_device_name() and r["peak_mem_bytes"] > 0
+        assert r["fwd_bwd_s"] > r["fwd_s"] > 0 and r["full_kernel"]

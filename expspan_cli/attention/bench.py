@@ -61,6 +61,7 @@ def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int,
         return time.perf_counter() - start
 
     if device.startswith("cuda"):
+        step(True)  # warm-up outside the peak: one-time allocations (cuBLAS workspace, kernel caches)
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step(True)
@@ -72,6 +73,16 @@ def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int,
     fwd = statistics.median(step(False) for _ in range(repeats))
     fwd_bwd = statistics.median(step(True) for _ in range(repeats))
     return {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak)}
+
+
+def full_kernel(device: str) -> str:
+    """What full attention runs on: flash-attn's FlashAttention-2 when installed on CUDA, else PyTorch SDPA (on CUDA
+    in half precision, its own FlashAttention-2 backend)."""
+    import importlib.util
+
+    if device.startswith("cuda"):
+        return "flash-attn" if importlib.util.find_spec("flash_attn") else "sdpa (flash backend in fp16/bf16)"
+    return "sdpa"
 
 
 def device_name(device: str) -> str:
@@ -108,7 +119,7 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
             else:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
                     row = pool.submit(measure, *args).result()
-            row.update(device=device_name(device), dtype=dtype, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+            row.update(device=device_name(device), full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                        batch=1, params=vars(params) if params is not None else {})
             rows.append(row)
             if progress is not None:

@@ -57,12 +57,25 @@ def check_run_dir(run: Path, recipe: Reproduction) -> None:
                                hint="pass another --out, or delete the old run directory")
 
 
+def _pin(threads: int, gpu: int | None) -> None:
+    """Worker start-up, before torch is imported there: its CPU threads and (with one GPU per job) its GPU."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def _worker(source: dict[str, Any], run: str, stage: Stage, threads: int) -> str:
     import torch
 
     torch.set_num_threads(threads)
     run_stage(parse_reproduction(source, origin="recipe"), run, stage, quiet=True)
     return stage.id
+
+
+def _gpus() -> list[int]:
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def _execute(recipe: Reproduction, run: Path, todo: list[Stage], by_id: dict[str, Stage], jobs: int,
@@ -83,24 +96,37 @@ def _execute(recipe: Reproduction, run: Path, todo: list[Stage], by_id: dict[str
             ran.append(stage.id)
         return ran
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    gpus = _gpus()
+    slots = list(range(jobs))  # a job slot is a GPU when there is one per job
     pending = list(todo)
-    running: dict[concurrent.futures.Future, Stage] = {}
+    running: dict[concurrent.futures.Future, tuple[Stage, int, concurrent.futures.Executor]] = {}
     source = dict(recipe.source, quick=False)  # already merged: workers must not merge the quick profile again
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    try:
         while pending or running:
             ready = [s for s in pending if all(by_id[n].done() for n in s.needs)]
-            for stage in ready[:jobs - len(running)]:
+            for stage in ready[:len(slots)]:
                 announce(stage)
                 pending.remove(stage)
-                running[pool.submit(_worker, source, str(run), stage, threads)] = stage
+                slot = slots.pop(0)
+                # One fresh process per stage: its GPU and thread settings apply before torch is imported.
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=ctx, initializer=_pin,
+                    initargs=(threads, gpus[slot] if len(gpus) >= jobs else None))
+                running[pool.submit(_worker, source, str(run), stage, threads)] = (stage, slot, pool)
             require(bool(running), "no stage can start: a stage it needs did not complete",
                     hint=", ".join(s.id for s in pending))
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                stage = running.pop(future)
+                stage, slot, pool = running.pop(future)
+                pool.shutdown()
+                slots.append(slot)
                 future.result()  # re-raises a stage's failure here
                 ran.append(stage.id)
                 console.print(f"[green]done[/] {stage.id}")
+    finally:
+        for _, _, pool in running.values():
+            pool.shutdown(wait=True, cancel_futures=True)
     return ran
 
 

@@ -27,8 +27,10 @@ def _harness_value(result: dict[str, Any]) -> float | None:
 
 def _job_columns(col: Collection, job: Any) -> dict[str, dict[str, float]]:
     """{column: {row: value}} for one evaluation job."""
-    several = sum(1 for j in col.jobs if j.kind == job.kind) > 1
-    prefix = f"{job.name} " if several else ""
+    # The first job of a kind with records gets the plain names (PPL 2048); later ones are prefixed by their name.
+    first = next(j for j in col.jobs if j.kind == job.kind and any(e.job == j.name for e in col.entries)) \
+        if any(e.job == job.name for e in col.entries) else job
+    prefix = "" if first is job else f"{job.name} "
     out: dict[str, dict[str, float]] = {}
     for row, _ in col.rows:
         entry = col.get(row, job.name)

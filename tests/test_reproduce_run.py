@@ -1,0 +1,63 @@
+"""`expspan reproduce recipes/tiny.yaml --quick` end to end: the report appears with its tables and figures; a rerun
+runs nothing; a run killed with SIGKILL mid fine-tuning resumes and reports the same numbers as an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from expspan_cli.pipeline import load_reproduction, reproduce
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    os.environ.pop("EXPSPAN_PG19", None)
+    outcome = reproduce(load_reproduction(TINY, quick=True), root / "run", results=root / "results")
+    return root, outcome
+
+
+def test_quick_profile_writes_the_report(quick):
+    root, outcome = quick
+    assert outcome.report == root / "results" / "README.md"
+    text = outcome.report.read_text()
+    for label in ("Non-fine-tuned", "Full-Attn", "SW-Attn", "S²-Attn", "SE-Attn"):
+        assert f"| {label} |" in text
+    assert "![RULER average by length](ruler_average.png)" in text and (root / "results" / "ppl.png").exists()
+    assert "Every stage of the recipe is complete" in text
+    assert {s.split(":")[0] for s in outcome.ran} == {"prepare", "pretrain", "finetune", "eval"}
+
+
+def test_rerun_runs_nothing_and_reports_the_same(quick):
+    root, first = quick
+    before = (root / "results" / "comparison.csv").read_text()
+    again = reproduce(load_reproduction(TINY, quick=True), root / "run", results=root / "results2")
+    assert again.ran == []
+    assert (root / "results2" / "comparison.csv").read_text() == before
+
+
+def test_killed_run_resumes_to_the_same_report(quick, tmp_path):
+    root, _ = quick
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "expspan_cli.cli", "reproduce", str(TINY), "--quick", "--out",
+                             str(run), "--results", str(tmp_path / "results")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    # Kill once the first fine-tuning run has saved a checkpoint (it is mid-way: no manifest yet).
+    while time.time() < deadline and not list((run / "finetune" / "full" / "checkpoints").glob("checkpoint-*")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "finetune" / "full" / "manifest.json").exists()
+    resumed = reproduce(load_reproduction(TINY, quick=True), run, results=tmp_path / "results")
+    assert "finetune:full" in resumed.ran and "prepare:synthetic" not in resumed.ran
+    assert (tmp_path / "results" / "comparison.csv").read_text() == \
+        (root / "results" / "comparison.csv").read_text()

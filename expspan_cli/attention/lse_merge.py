@@ -64,13 +64,23 @@ def _scatter_blocks(grad: torch.Tensor, grad_blocks: torch.Tensor, flat_index: t
                     grad_blocks.reshape(-1, block_size, dim), accumulate=True)
 
 
+def _one_head(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """[N, T, M, D] -> [N*T, 1, M, D]: with chunks as the flash batch and one head, the kernels' outputs and grads
+    come back contiguous in our layout, so no autograd view needs a copy."""
+    return tuple(t.view(-1, 1, *t.shape[2:]) for t in tensors)
+
+
+_B_SLICES = 8  # aux values are per call, not per row (dense flash: no cu_seqlens), so slices can share them
+
+
 class ChunkRetrievalAttention(torch.autograd.Function):
     """q/k/v: contiguous [N, T, M, D]; flat_index [N, T-1, k] block ids (of chunks 1..) into k.view(-1, S, D);
     slot_bias: additive [N, T-1, 1, kS] (-inf on unused slots) or None."""
 
     @staticmethod
     def forward(ctx: Any, q, k, v, flat_index, slot_bias, block_size: int, scale: float, ops: FlashOps):
-        out, lse, aux_a = ops.forward(q, k, v, True, None, scale)
+        out, lse, aux_a = ops.forward(*_one_head(q, k, v), True, None, scale)
+        out, lse = out.view(q.shape), lse.view(q.shape[:3])
         q_b = q[:, 1:]
         out_b, lse_b, aux_b = ops.forward(q_b, _gather(k, flat_index, block_size), _gather(v, flat_index, block_size),
                                           False, slot_bias, scale)
@@ -90,14 +100,18 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         s, scale, ops = ctx.block_size, ctx.scale, ctx.ops
         aux_a, aux_b = ctx.aux
         grad = grad.contiguous()
-        dq, dk, dv = ops.backward(grad, q, k, v, out, lse, aux_a, True, None, scale)
-        kb, vb = _gather(k, flat_index, s), _gather(v, flat_index, s)
-        dq_b, dkb, dvb = ops.backward(grad[:, 1:], q[:, 1:], kb, vb, out[:, 1:], lse[:, 1:], aux_b, False,
-                                      slot_bias, scale)
-        del kb, vb
-        dq[:, 1:].add_(dq_b)
-        _scatter_blocks(dk, dkb, flat_index, s)
-        _scatter_blocks(dv, dvb, flat_index, s)
+        grads = ops.backward(*_one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
+        dq, dk, dv = (t.view(q.shape) for t in grads)
+        # Part B in a few row slices: its dq is then a fraction of a tensor, not a whole extra one at peak.
+        for rows in torch.arange(q.shape[0]).tensor_split(min(_B_SLICES, q.shape[0])):
+            sl = slice(int(rows[0]), int(rows[-1]) + 1)
+            index = flat_index[sl]
+            dq_b, dkb, dvb = ops.backward(grad[sl, 1:], q[sl, 1:], _gather(k, index, s), _gather(v, index, s),
+                                          out[sl, 1:], lse[sl, 1:], aux_b, False,
+                                          None if slot_bias is None else slot_bias[sl], scale)
+            dq[sl, 1:].add_(dq_b)
+            _scatter_blocks(dk, dkb, index, s)
+            _scatter_blocks(dv, dvb, index, s)
         return dq, dk, dv, None, None, None, None, None
 
 

@@ -95,3 +95,12 @@ def test_greedy_decoding_with_cache_equals_rerunning_the_prefix(family):
         full_logits = model(seq, use_cache=False).logits
     assert torch.equal(generated, seq)
     assert (se_logits[:, 16:] - full_logits[:, 16:]).abs().max() > 1e-4  # SE really differs from full here
+
+
+def test_bfloat16_model_generates_with_se_and_its_cache():
+    model = tiny_model("llama", seed=6).to(torch.bfloat16).eval()
+    set_attention(model, "se", chunk_sizes=[16], block_size=4, top_k=2, causal_retrieval=True)
+    prompt = torch.randint(0, 128, (1, 40), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        out = model.generate(prompt, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert out.shape == (1, 46)

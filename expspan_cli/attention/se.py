@@ -34,13 +34,14 @@ def block_summaries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_siz
     batch, heads, length, dim = q.shape
     blocks = length // block_size
     shape = (batch, heads, blocks, block_size, dim)
-    qb, kb, vb = (t[:, :, : blocks * block_size].float().reshape(shape) for t in (q, k, v))
+    # Attention in the input dtype (no fp32 copies of q/k/v at long lengths); the mean is accumulated in fp32.
+    qb, kb, vb = (t[:, :, : blocks * block_size].to(v.dtype).reshape(shape) for t in (q, k, v))
     if real is None:
-        return F.scaled_dot_product_attention(qb, kb, vb, scale=scale).mean(-2)
+        return F.scaled_dot_product_attention(qb, kb, vb, scale=scale).mean(-2, dtype=torch.float32)
     rb = real[:, : blocks * block_size].reshape(batch, 1, blocks, block_size)
     att = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=rb[:, :, :, None, :], scale=scale)
-    weights = rb[..., None].float()
-    return (att.nan_to_num(0.0) * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
+    weights = rb[..., None].to(att.dtype)
+    return (att.nan_to_num(0.0) * weights).sum(-2, dtype=torch.float32) / weights.sum(-2).float().clamp(min=1.0)
 
 
 def _eligible(chunk_starts: torch.Tensor, blocks: int, block_size: int) -> torch.Tensor:
@@ -82,8 +83,8 @@ def select_blocks(q, k, v, params: SEParams, chunk: int, real: torch.Tensor | No
         scores = torch.rand(batch, sel_heads, n_chunks, max(blocks, 1), device=q.device)[..., :blocks]
     else:
         c = block_summaries(q, k, v, s, real, scale)  # [B, H, U, D]
-        qf = q.float() if real is None else q.float() * real[:, None, :, None]
-        qsum = pad_seq(qf, chunk).reshape(batch, heads, n_chunks, chunk, dim).sum(3)  # [B, H, T, D]
+        qr = q if real is None else q * real[:, None, :, None].to(q.dtype)
+        qsum = pad_seq(qr, chunk).reshape(batch, heads, n_chunks, chunk, dim).sum(3, dtype=torch.float32)
         scores = qsum @ c.transpose(-1, -2)  # [B, H, T, U]
         if params.retrieval == "shared":
             scores = scores.sum(1, keepdim=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from expspan_cli.runs import atomic_write_json, provenance
 
-KINDS = ("pg19", "ruler", "harness")
+KINDS = ("pg19", "ruler", "harness", "recall")
 
 
 def record_path(out: str | Path, kind: str) -> Path:

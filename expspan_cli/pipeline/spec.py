@@ -21,7 +21,7 @@ import yaml
 from expspan_cli.errors import ExpspanError, require
 
 DATA_KINDS = ("synthetic", "pg19", "text")
-EVAL_KINDS = ("pg19", "ruler", "harness")
+EVAL_KINDS = ("pg19", "ruler", "harness", "recall")
 TOP_LEVEL = {"name", "title", "description", "paper", "resources", "data", "pretrain", "finetune", "grid", "baseline",
              "eval", "bench", "quick"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -172,6 +172,8 @@ def _eval_function(kind: str) -> Callable[..., Any]:
         from expspan_cli.eval.pg19 import evaluate_pg19 as fn
     elif kind == "ruler":
         from expspan_cli.eval.ruler.run import evaluate_ruler as fn
+    elif kind == "recall":
+        from expspan_cli.eval.recall import evaluate_recall as fn
     else:
         from expspan_cli.eval.harness import evaluate_harness as fn
     return fn
@@ -197,7 +199,8 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
     data_name = raw.pop("data", None)
     require(data_name is None or data_name in data, f"recipe field {where}.data names no dataset: {data_name!r}",
             hint=f"datasets: {', '.join(data) or 'none'}")
-    require(kind != "pg19" or data_name is not None, f"recipe field {where}.data is required for pg19 perplexity")
+    require(kind not in ("pg19", "recall") or data_name is not None, f"recipe field {where}.data is required for "
+            f"{kind}")
     only = raw.pop("rows", None)
     require(only is None or (isinstance(only, list) and set(only) <= set(rows)),
             f"recipe field {where}.rows must list row names", hint=f"rows: {', '.join(rows)}")
@@ -205,7 +208,7 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
     unknown = sorted(set(raw) - allowed)
     require(not unknown, f"unknown recipe field {where}.{unknown[0] if unknown else ''}",
             hint=f"{kind} takes {', '.join(sorted(allowed))}")
-    if kind in ("pg19", "ruler"):
+    if kind in ("pg19", "ruler", "recall"):
         from expspan_cli.eval.loading import parse_lengths
 
         require("lengths" in raw, f"recipe field {where}.lengths is required")

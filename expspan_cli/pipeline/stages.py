@@ -53,6 +53,11 @@ def _evaluate(recipe: Reproduction, run: Path, stage: Stage, quiet: bool) -> Non
 
             record = evaluate_ruler(model, out=tmp, data=data, attn=attn, attn_params=attn_params, quiet=quiet,
                                     **job.options)
+        elif job.kind == "recall":
+            from expspan_cli.eval.recall import evaluate_recall
+
+            record = evaluate_recall(model, data, out=tmp, attn=attn, attn_params=attn_params, quiet=quiet,
+                                     **job.options)
         else:
             from expspan_cli.eval.harness import evaluate_harness
 

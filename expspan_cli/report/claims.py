@@ -40,6 +40,49 @@ def _fmt(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:.2f}"
 
 
+def _recall_beyond(frame: pd.DataFrame, bound: int) -> list[str]:
+    """Recall columns (`Recall 512-1024`, `Recall >1024`) whose distances all lie beyond `bound` tokens."""
+    out = []
+    for column in frame.columns:
+        if column.startswith("Recall ") and column != "Recall all":
+            bucket = column.split(" ", 1)[1]
+            low = int(bucket[1:]) if bucket.startswith(">") else int(bucket.split("-")[0])
+            if low >= bound:
+                out.append(column)
+    return out
+
+
+def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, window: int | None) -> list[Check]:
+    checks = []
+    none = " (no row recalls anything: the models never learned the skill, so no variant can differ)"
+    if "base" in rows and "full" in rows and pre and _recall_beyond(frame, pre):
+        cols = _recall_beyond(frame, pre)
+        base, full = _mean(frame.loc[rows["base"], cols]), _mean(frame.loc[rows["full"], cols])
+        learned = bool(frame[[c for c in frame.columns if c.startswith("Recall ")]].fillna(0).to_numpy().any())
+        checks.append(Check("Without fine-tuning, facts beyond the pre-training context are not recalled; "
+                            "fine-tuning at the long context recovers them",
+                            "cannot tell" if math.isnan(base) or math.isnan(full) or not learned else
+                            "holds" if full > base + 5 else "does not hold",
+                            f"recall accuracy (%) over {', '.join(cols)}: {rows['base']} {_fmt(base)}, "
+                            f"{rows['full']} {_fmt(full)}" + ("" if learned else none)))
+    if "se" in rows and window and _recall_beyond(frame, window):
+        cols = _recall_beyond(frame, window)
+        means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()}
+        others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
+        evidence = f"recall accuracy (%) over {', '.join(cols)}: " + ", ".join(
+            f"{rows[a]} {_fmt(v)}" for a, v in means.items())
+        learned = any(v > 0 for v in means.values() if not math.isnan(v))
+        checks.append(Check("SE-Attn fine-tuning recalls facts beyond the window better than S2-Attn and SW-Attn",
+                            "cannot tell" if not others or math.isnan(means["se"]) or not learned else
+                            "holds" if all(means["se"] > o for o in others) else "does not hold",
+                            evidence + ("" if learned else none)))
+        if "full" in means and not math.isnan(means["full"]) and learned:
+            checks.append(Check("SE-Attn tracks Full-Attn on recall beyond the window (within 5 points)",
+                                "holds" if abs(means["se"] - means["full"]) <= 5 else "does not hold",
+                                f"{rows['se']} {_fmt(means['se'])} vs {rows['full']} {_fmt(means['full'])}"))
+    return checks
+
+
 def contexts_of(recipe: Any) -> dict[str, int]:
     """The lengths the claims are about: pre-training context, fine-tuning length, SW-Attn window."""
     from expspan_cli.attention import SWParams
@@ -84,11 +127,13 @@ def check_claims(recipe: Any, frame: pd.DataFrame, contexts: dict[str, int]) -> 
                 if a in rows}
         if long_cols and not math.isnan(gaps.get("se", math.nan)):
             others = {a: g for a, g in gaps.items() if a != "se" and not math.isnan(g)}
-            verdict = "holds" if others and all(gaps["se"] <= g for g in others.values()) else \
-                "cannot tell" if not others else "does not hold"
+            tied = all(abs(g) < 0.005 for g in gaps.values())  # equal to the printed precision
+            verdict = "cannot tell" if not others or tied else \
+                "holds" if all(gaps["se"] <= g for g in others.values()) else "does not hold"
             checks.append(Check("SE-Attn's perplexity is the closest to Full-Attn's at and beyond the fine-tuning "
                                 "length", verdict, "mean PPL gap to Full-Attn over " + ", ".join(long_cols) + ": " +
                                 ", ".join(f"{rows[a]} {_fmt(g)}" for a, g in gaps.items())))
+    checks += _recall_checks(rows, frame, pre, window)
     ruler_lengths, ruler = series(frame, "RULER")
     if {"se", "full"} <= set(rows) and ruler_lengths and window:
         beyond = [f"RULER {n}" for n in ruler_lengths if n > window]

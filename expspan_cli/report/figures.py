@@ -42,7 +42,7 @@ def _line_plot(path: Path, lengths: list[int], values: pd.DataFrame, ylabel: str
                     color="grey")
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(n) for n in lengths])
-    if log_y:
+    if log_y and values.max().max() > 3 * values.min().min():  # log only where the range calls for it
         ax.set_yscale("log")
     ax.set(xlabel="sequence length (tokens)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
@@ -62,7 +62,7 @@ def ruler_average_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] 
 def ppl_figure(frame: pd.DataFrame, path: Path, prefix: str = "PPL",
                marks: dict[str, int] | None = None) -> Path | None:
     lengths, values = series(frame, prefix)
-    return _line_plot(path, lengths, values, "perplexity (log scale)", f"{prefix} by evaluation length",
+    return _line_plot(path, lengths, values, "perplexity", f"{prefix} by evaluation length",
                       log_y=True, marks=marks)
 
 

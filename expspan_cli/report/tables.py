@@ -45,6 +45,13 @@ def _job_columns(col: Collection, job: Any) -> dict[str, dict[str, float]]:
                 out.setdefault(f"{prefix}RULER {length}", {})[row] = value
             if "average_all_lengths" in metrics:
                 out.setdefault(f"{prefix}RULER avg", {})[row] = metrics["average_all_lengths"]
+        elif job.kind == "recall":
+            by_length = metrics.get("by_length", {})
+            for length, result in by_length.items():
+                tag = "Recall" if len(by_length) == 1 else f"Recall@{length}"
+                for bucket, value in result.get("by_distance", {}).items():
+                    out.setdefault(f"{prefix}{tag} {bucket}", {})[row] = value
+                out.setdefault(f"{prefix}{tag} all", {})[row] = result.get("accuracy")
         else:
             values = []
             for task, result in metrics.get("results", {}).items():
@@ -67,7 +74,7 @@ def comparison_table(col: Collection) -> pd.DataFrame:
     columns: dict[str, dict[str, float]] = {}
     for job in col.jobs:
         block = _job_columns(col, job)
-        for name in sorted(block, key=column_order) if job.kind != "harness" else block:
+        for name in sorted(block, key=column_order) if job.kind in ("pg19", "ruler") else block:
             columns[name] = block[name]
     labels = dict(col.rows)
     frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in col.rows] for c, v in columns.items()},

@@ -60,9 +60,9 @@ def row_model(recipe: Reproduction, run: Path, row: Row) -> str:
 def _train_tokens(train: dict[str, Any], default_len: int) -> int:
     from expspan_cli.recipe import TrainRecipe
 
-    base = TrainRecipe()
-    get = lambda k: train.get(k) or getattr(base, k)  # noqa: E731
-    return get("max_steps") * (train.get("seq_len") or default_len) * get("per_device_batch_size") * get("grad_accum")
+    values = {**TrainRecipe().to_dict(), **{k: v for k, v in train.items() if v is not None}}
+    return values["max_steps"] * (values["seq_len"] or default_len) * values["per_device_batch_size"] * \
+        values["grad_accum"]
 
 
 def _eval_tokens(job: EvalJob) -> int | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
+import platform
 import resource
 import statistics
 import time
@@ -88,9 +90,6 @@ def full_kernel(device: str) -> str:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    import platform
-
-    import os
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 

@@ -44,8 +44,8 @@ def _cpu_backward(grad, q, k, v, out, lse, aux, causal, bias, scale):
 CPU_OPS = FlashOps(_cpu_forward, _cpu_backward, supports_bias=True)
 
 
-def _gather(x: torch.Tensor, flat_index: torch.Tensor, block_size: int) -> torch.Tensor:
-    """x [N, T, M, D] contiguous -> blocks [N, T', k*S, D] picked by flat indices [N, T', k] into x.view(-1, S, D)."""
+def gather_blocks(x: torch.Tensor, flat_index: torch.Tensor, block_size: int) -> torch.Tensor:
+    """x [N, ..., D] contiguous -> blocks [N, T', k*S, D] picked by flat indices [N, T', k] into x.view(-1, S, D)."""
     rows, chunks = flat_index.shape[:2]
     picked = x.reshape(-1, block_size, x.shape[-1]).index_select(0, flat_index.reshape(-1))
     return picked.view(rows, chunks, -1, x.shape[-1])
@@ -82,7 +82,7 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         out, lse, aux_a = ops.forward(*_one_head(q, k, v), True, None, scale)
         out, lse = out.view(q.shape), lse.view(q.shape[:3])
         q_b = q[:, 1:]
-        out_b, lse_b, aux_b = ops.forward(q_b, _gather(k, flat_index, block_size), _gather(v, flat_index, block_size),
+        out_b, lse_b, aux_b = ops.forward(q_b, gather_blocks(k, flat_index, block_size), gather_blocks(v, flat_index, block_size),
                                           False, slot_bias, scale)
         tail, tail_lse = out[:, 1:], lse[:, 1:]
         merged = torch.logaddexp(tail_lse, lse_b)
@@ -106,7 +106,7 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         for rows in torch.arange(q.shape[0]).tensor_split(min(_B_SLICES, q.shape[0])):
             sl = slice(int(rows[0]), int(rows[-1]) + 1)
             index = flat_index[sl]
-            dq_b, dkb, dvb = ops.backward(grad[sl, 1:], q[sl, 1:], _gather(k, index, s), _gather(v, index, s),
+            dq_b, dkb, dvb = ops.backward(grad[sl, 1:], q[sl, 1:], gather_blocks(k, index, s), gather_blocks(v, index, s),
                                           out[sl, 1:], lse[sl, 1:], aux_b, False,
                                           None if slot_bias is None else slot_bias[sl], scale)
             dq[sl, 1:].add_(dq_b)

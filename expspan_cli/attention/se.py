@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from expspan_cli.attention.common import draw_chunk_size, expand_kv, pad_seq
 from expspan_cli.attention.gpu import flash_ops
-from expspan_cli.attention.lse_merge import mergeable, merged_chunk_attention
+from expspan_cli.attention.lse_merge import gather_blocks, mergeable, merged_chunk_attention
 from expspan_cli.attention.params import SEParams
 from expspan_cli.errors import require
 
@@ -95,11 +95,9 @@ def select_blocks(q, k, v, params: SEParams, chunk: int, real: torch.Tensor | No
 def _gather_blocks(x: torch.Tensor, idx: torch.Tensor, block_size: int) -> torch.Tensor:
     """x [B, H, Lp, D], idx [B, H, T, k'] -> [B, H, T, k' * S, D] (one index_select over all chunks and heads)."""
     batch, heads, length, dim = x.shape
-    blocks = length // block_size
-    flat = x.reshape(batch * heads * blocks, block_size, dim)
-    base = (torch.arange(batch * heads, device=x.device) * blocks).view(batch, heads, 1, 1)
-    picked = flat.index_select(0, (idx + base).reshape(-1))
-    return picked.view(batch, heads, idx.shape[2], idx.shape[3] * block_size, dim)
+    base = (torch.arange(batch * heads, device=x.device) * (length // block_size)).view(batch, heads, 1, 1)
+    flat = (idx + base).reshape(batch * heads, *idx.shape[2:])
+    return gather_blocks(x, flat, block_size).view(batch, heads, idx.shape[2], -1, dim)
 
 
 def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParams,

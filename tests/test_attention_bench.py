@@ -16,7 +16,7 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     out = tmp_path / "bench.json"
     proc = run("--variants", "se,swa", "--lengths", "256", "--heads", "2", "--head-dim", "16",
                "--chunk-size", "64", "--block-size", "16", "--top-k", "2", "--window", "64", "--repeats", "1",
-               "--json", str(out))
+               "--peak-tflops", "2.5", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())
     assert [r["variant"] for r in rows] == ["se", "swa"]
@@ -24,6 +24,11 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
         assert {"variant", "length", "fwd_s", "fwd_bwd_s", "peak_mem_bytes", "device"} <= set(r)
         assert r["length"] == 256 and r["fwd_bwd_s"] > 0 and r["speedup_fwd_bwd_vs_full"] > 0
         assert r["device"].startswith("cpu")
+        assert r["fwd_bwd_tflops"] == pytest.approx(r["flops_fwd_bwd"] / r["fwd_bwd_s"] / 1e12)
+        assert r["peak_tflops"] == 2.5 and r["pct_of_peak"] == pytest.approx(40 * r["fwd_bwd_tflops"])
+    se, swa = rows
+    # SE: 4 chunks of 64 causal + chunks 1..3 over min(2, eligible) blocks of 16, plus retrieval; SW: a 64 band.
+    assert se["flops_fwd_bwd"] > swa["flops_fwd_bwd"] == 2 * 16 * 14 * (64 * 65 // 2 + 192 * 64)
     assert rows[0]["params"] == {"chunk_sizes": [64], "block_size": 16, "top_k": 2, "retrieval": "per_head",
                                  "memory": "relevancy", "causal_retrieval": False}
     assert "speedup" in proc.stdout and "memory" in proc.stdout
@@ -34,6 +39,7 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     (["--chunk-size", "100", "--block-size", "32"], "not a positive multiple of block_size"),
     (["--top-k", "-1"], "top_k must be >= 0"),
     (["--lengths", "1k"], "comma-separated list of integers"),
+    (["--peak-tflops", "-3"], "peak TFLOP/s must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     out = tmp_path / "bench.json"

@@ -146,6 +146,15 @@ def test_s2_fast_equals_reference_and_has_no_wraparound(length, ratio):
     torch.testing.assert_close(fast[:, HQ // 2:, 0], v.repeat_interleave(HQ // HKV, 1)[:, HQ // 2:, 0])
 
 
+@pytest.mark.parametrize("heads", [1, 3])
+def test_s2_odd_head_counts_shift_heads_from_half_on_like_the_reference(heads):
+    params = S2Params(group_size_ratio=0.25)
+    g = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(1, heads, 64, D, generator=g).requires_grad_() for _ in range(3)]
+    assert_same_outputs_and_grads(lambda q, k, v: attend("s2", params, q, k, v),
+                                  lambda q, k, v: s2_reference(q, k, v, params), tensors)
+
+
 @pytest.mark.parametrize("length,window", [(64, 16), (70, 12), (20, 32)])
 def test_swa_fast_equals_dense_band(length, window):
     params = SWParams(window=window)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from expspan_cli.attention.dispatch import attend
+from expspan_cli.attention.flops import attention_flops, dense_peak_tflops
 from expspan_cli.attention.params import VARIANTS, make_params
 from expspan_cli.errors import ExpspanError, require
 
@@ -96,8 +97,11 @@ def device_name(device: str) -> str:
 def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_heads: int | None = None,
                     head_dim: int = 64, chunk_size: int = 2048, block_size: int = 32, top_k: int = 8,
                     window: int = 4096, group_size_ratio: float = 0.25, dtype: str = "float32",
-                    device: str = "cpu", repeats: int = 3, progress=None) -> list[dict[str, Any]]:
-    """Measure every variant at every length; returns one row per (variant, length) with ratios to full."""
+                    device: str = "cpu", repeats: int = 3, peak_tflops: float | None = None,
+                    progress=None) -> list[dict[str, Any]]:
+    """Measure every variant at every length; returns one row per (variant, length) with ratios to full, the
+    attention FLOPs the variant performs, the TFLOP/s achieved on them and (where a dense matmul peak is known or
+    given) their percentage of that peak."""
     for variant in variants:
         require(variant in VARIANTS, f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
     require(dtype in DTYPES, f"unknown dtype {dtype!r}", hint=f"one of {', '.join(DTYPES)}")
@@ -106,6 +110,9 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
         raise ExpspanError(f"device {device!r} asked for, but CUDA is not available here", hint="use --device cpu")
     kv_heads = kv_heads or heads
     require(heads % kv_heads == 0, f"heads {heads} is not a multiple of kv heads {kv_heads}")
+    require(peak_tflops is None or peak_tflops > 0, f"peak TFLOP/s must be positive, got {peak_tflops}")
+    name = device_name(device)
+    peak = peak_tflops or dense_peak_tflops(name, dtype)
     order = ["full"] + [v for v in variants if v != "full"]  # the baseline first, always measured
     rows = []
     ctx = multiprocessing.get_context("spawn")
@@ -118,8 +125,12 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
             else:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
                     row = pool.submit(measure, *args).result()
-            row.update(device=device_name(device), full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                       batch=1, params=vars(params) if params is not None else {})
+            flops = attention_flops(variant, params, length, heads, head_dim)
+            achieved = flops["fwd_bwd"] / row["fwd_bwd_s"] / 1e12
+            row.update(device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads,
+                       head_dim=head_dim, batch=1, params=vars(params) if params is not None else {},
+                       flops_fwd=flops["fwd"], flops_fwd_bwd=flops["fwd_bwd"], fwd_bwd_tflops=achieved,
+                       peak_tflops=peak, pct_of_peak=100 * achieved / peak if peak else None)
             rows.append(row)
             if progress is not None:
                 progress(row)

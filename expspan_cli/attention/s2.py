@@ -39,10 +39,7 @@ def s2_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: S2Pa
         from expspan_cli.attention.reference import s2_reference  # padded batches: dense mask, O(L^2)
 
         return s2_reference(q, k, v, params, key_padding, scale)
-    plain = heads - heads // 2
-    out_plain = _grouped_causal(q[:, :plain], k[:, :plain], v[:, :plain], group, scale)
-    if plain == heads:
-        return out_plain
+    plain = heads // 2  # heads H//2.. are shifted, as LongLoRA's (and the reference's) split for odd H too
     qs, ks, vs = q[:, plain:], k[:, plain:], v[:, plain:]
     shift = group // 2  # shifted groups: [0, G - shift), then whole groups, then [L - shift, L)
     bounds = [(0, group - shift), (group - shift, length - shift), (length - shift, length)]
@@ -56,4 +53,7 @@ def s2_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: S2Pa
         else:
             parts.append(F.scaled_dot_product_attention(qs[:, :, sl], ks[:, :, sl], vs[:, :, sl], is_causal=True,
                                                         scale=scale))
-    return torch.cat([out_plain, torch.cat(parts, dim=2)], dim=1)
+    out_shifted = torch.cat(parts, dim=2)
+    if plain == 0:
+        return out_shifted
+    return torch.cat([_grouped_causal(q[:, :plain], k[:, :plain], v[:, :plain], group, scale), out_shifted], dim=1)

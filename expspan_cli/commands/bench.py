@@ -36,6 +36,8 @@ def attention(
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
+    peak_tflops: float = typer.Option(0.0, help="Dense matmul peak to rate achieved TFLOP/s against (0: the known "
+                                                "bf16/fp16 peak of an H100, H200 or A100, none elsewhere)."),
     json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
 ) -> None:
     """Forward and forward+backward time and peak memory of each attention variant over a list of lengths."""
@@ -43,20 +45,24 @@ def attention(
     from expspan_cli.runs import atomic_write_json, provenance
 
     console = Console()
+    if not console.is_terminal:  # logs and pipes: room for every column instead of 80-column wrapping
+        console = Console(width=130)
     names = [v.strip() for v in variants.split(",") if v.strip()]
     with console.status("measuring") as status:
         rows = bench_attention(names, _ints(lengths), heads=heads, kv_heads=kv_heads or None, head_dim=head_dim,
                                chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
                                group_size_ratio=group_size_ratio, dtype=dtype, device=device, repeats=repeats,
-                               progress=lambda r: status.update(
+                               peak_tflops=peak_tflops or None, progress=lambda r: status.update(
                                    f"measured {r['variant']} at {r['length']}: {r['fwd_bwd_s']:.3f} s fwd+bwd"))
     table = Table(title=f"attention, {rows[0]['device'] if rows else device}, {dtype}, H={heads}, D={head_dim}")
-    for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup vs full", "memory vs full"):
+    table.caption = "speedup and memory: ratios to full attention in this run; TFLOP/s: fwd+bwd attention FLOPs"
+    for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup", "memory", "TFLOP/s", "% peak"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["variant"], str(r["length"]), f"{r['fwd_s']:.3f}", f"{r['fwd_bwd_s']:.3f}",
                       f"{r['peak_mem_bytes'] / 2**20:.1f}", f"{r['speedup_fwd_bwd_vs_full']:.2f}x",
-                      f"{r['mem_ratio_vs_full']:.2f}")
+                      f"{r['mem_ratio_vs_full']:.2f}", f"{r['fwd_bwd_tflops']:.3g}",
+                      "" if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.1f}")
     console.print(table)
     if json_path is not None:
         prov = provenance()

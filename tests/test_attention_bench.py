@@ -30,7 +30,8 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     # SE: 4 chunks of 64 causal + chunks 1..3 over min(2, eligible) blocks of 16, plus retrieval; SW: a 64 band.
     assert se["flops_fwd_bwd"] > swa["flops_fwd_bwd"] == 2 * 16 * 14 * (64 * 65 // 2 + 192 * 64)
     assert rows[0]["params"] == {"chunk_sizes": [64], "block_size": 16, "top_k": 2, "retrieval": "per_head",
-                                 "memory": "relevancy", "causal_retrieval": False}
+                                 "memory": "relevancy", "causal_retrieval": False, "kernel": "lse_merge"}
+    assert rows[0]["se_kernel"] == "lse_merge" and rows[1]["se_kernel"] is None
     assert "speedup" in proc.stdout and "memory" in proc.stdout
 
 
@@ -40,6 +41,8 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     (["--top-k", "-1"], "top_k must be >= 0"),
     (["--lengths", "1k"], "comma-separated list of integers"),
     (["--peak-tflops", "-3"], "peak TFLOP/s must be positive"),
+    (["--se-kernels", "lse_merge,triton"], "unknown SE kernel 'triton'"),
+    (["--se-kernels", "flex"], "SE kernel 'flex' needs --device cuda"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     out = tmp_path / "bench.json"

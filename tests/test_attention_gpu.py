@@ -107,9 +107,24 @@ def test_cuda_se_attention_with_gqa_and_unused_slots_matches_reference():
 
 
 @cuda
-def test_cuda_merged_peak_memory_is_linear_in_length():
+@pytest.mark.parametrize("case", [dict(top_k=2), dict(top_k=10), dict(top_k=3, retrieval="shared")])
+def test_cuda_flex_kernel_equals_reference_outputs_and_gradients(case):
+    """One compiled FlexAttention call over the retrieval BlockMask (128-wide tiles, 32-token memory blocks, so
+    retrieved tiles are partial); top_k=10 leaves chunk 1 with unused slots, which flex takes without a fallback."""
+    params = SEParams(chunk_sizes=(256,), block_size=32, kernel="flex", **case)
+    tensors = qkv(1, 4, 768, 64, device="cuda", dtype=torch.bfloat16)
+    out, grads = out_and_grads(lambda q, k, v: se_attention(q, k, v, params, chunk_size=256), tensors)
+    ref, ref_grads = out_and_grads(lambda q, k, v: se_reference(q, k, v, params, chunk_size=256), on_cpu(tensors))
+    torch.testing.assert_close(out.cpu(), ref, atol=2e-2, rtol=2e-2)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a.cpu(), b, atol=5e-2, rtol=5e-2)
+
+
+@cuda
+@pytest.mark.parametrize("kernel", ["lse_merge", "flex"])
+def test_cuda_merged_peak_memory_is_linear_in_length(kernel):
     """Doubling the length about doubles SE-Attn's peak (an L^2 term would quadruple it)."""
-    params = SEParams(chunk_sizes=(2048,), block_size=32, top_k=8)
+    params = SEParams(chunk_sizes=(2048,), block_size=32, top_k=8, kernel=kernel)
     peaks = []
     for length in (16384, 32768):
         q, k, v = qkv(1, 8, length, 64, device="cuda", dtype=torch.bfloat16)
@@ -134,8 +149,10 @@ def test_bench_names_the_full_attention_kernel():
 def test_cuda_bench_rows_have_device_kernel_and_ratios():
     from expspan_cli.attention.bench import bench_attention
 
-    rows = bench_attention(["full", "se"], [8192], dtype="bfloat16", device="cuda", repeats=1)
-    assert {r["variant"] for r in rows} == {"full", "se"}
+    rows = bench_attention(["full", "se"], [8192], dtype="bfloat16", device="cuda", repeats=1,
+                           se_kernels=("lse_merge", "flex"))
+    assert [(r["variant"], r["se_kernel"]) for r in rows] == [("full", None), ("se", "lse_merge"), ("se", "flex")]
     for r in rows:
         assert r["device"] == torch.cuda.get_device_name() and r["peak_mem_bytes"] > 0
         assert r["fwd_bwd_s"] > r["fwd_s"] > 0 and r["full_kernel"]
+        assert r["fwd_bwd_tflops"] > 0 and (r["pct_of_peak"] is None or 0 < r["pct_of_peak"] < 100)

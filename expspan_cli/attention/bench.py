@@ -20,15 +20,15 @@ import torch
 
 from expspan_cli.attention.dispatch import attend
 from expspan_cli.attention.flops import attention_flops, dense_peak_tflops
-from expspan_cli.attention.params import VARIANTS, make_params
+from expspan_cli.attention.params import SE_KERNELS, VARIANTS, make_params
 from expspan_cli.errors import ExpspanError, require
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def variant_params(variant: str, chunk_size: int, block_size: int, top_k: int, window: int,
-                   group_size_ratio: float) -> Any:
-    values = {"se": dict(chunk_sizes=[chunk_size], block_size=block_size, top_k=top_k),
+                   group_size_ratio: float, se_kernel: str = "lse_merge") -> Any:
+    values = {"se": dict(chunk_sizes=[chunk_size], block_size=block_size, top_k=top_k, kernel=se_kernel),
               "swa": dict(window=window), "s2": dict(group_size_ratio=group_size_ratio), "full": {}}[variant]
     return make_params(variant, **values)
 
@@ -98,9 +98,9 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
                     head_dim: int = 64, chunk_size: int = 2048, block_size: int = 32, top_k: int = 8,
                     window: int = 4096, group_size_ratio: float = 0.25, dtype: str = "float32",
                     device: str = "cpu", repeats: int = 3, peak_tflops: float | None = None,
-                    progress=None) -> list[dict[str, Any]]:
-    """Measure every variant at every length; returns one row per (variant, length) with ratios to full, the
-    attention FLOPs the variant performs, the TFLOP/s achieved on them and (where a dense matmul peak is known or
+                    se_kernels: tuple[str, ...] = ("lse_merge",), progress=None) -> list[dict[str, Any]]:
+    """Measure every variant at every length; returns one row per (variant, SE kernel, length) with ratios to full,
+    the attention FLOPs the variant performs, the TFLOP/s achieved on them and (where a dense matmul peak is known or
     given) their percentage of that peak."""
     for variant in variants:
         require(variant in VARIANTS, f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
@@ -111,14 +111,22 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
     kv_heads = kv_heads or heads
     require(heads % kv_heads == 0, f"heads {heads} is not a multiple of kv heads {kv_heads}")
     require(peak_tflops is None or peak_tflops > 0, f"peak TFLOP/s must be positive, got {peak_tflops}")
+    for kernel in se_kernels:
+        require(kernel in SE_KERNELS, f"unknown SE kernel {kernel!r}", hint=f"one of {', '.join(SE_KERNELS)}")
+    require(not ("se" in variants and "flex" in se_kernels and not device.startswith("cuda")),
+            "SE kernel 'flex' needs --device cuda: torch's FlexAttention has no CPU backward",
+            hint="measure --se-kernels lse_merge on CPU")
     name = device_name(device)
     peak = peak_tflops or dense_peak_tflops(name, dtype)
-    order = ["full"] + [v for v in variants if v != "full"]  # the baseline first, always measured
+    # The baseline first, always measured; SE once per kernel.
+    order = [(v, k) for v in ["full"] + [v for v in variants if v != "full"] for k in (se_kernels if v == "se"
+                                                                                       else (None,))]
     rows = []
     ctx = multiprocessing.get_context("spawn")
     for length in lengths:
-        for variant in order:
-            params = variant_params(variant, chunk_size, block_size, top_k, window, group_size_ratio)
+        for variant, kernel in order:
+            params = variant_params(variant, chunk_size, block_size, top_k, window, group_size_ratio,
+                                    kernel or "lse_merge")
             args = (variant, length, heads, kv_heads, head_dim, dtype, device, repeats, params)
             if device.startswith("cuda"):
                 row = measure(*args)
@@ -127,7 +135,7 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
                     row = pool.submit(measure, *args).result()
             flops = attention_flops(variant, params, length, heads, head_dim)
             achieved = flops["fwd_bwd"] / row["fwd_bwd_s"] / 1e12
-            row.update(device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads,
+            row.update(se_kernel=kernel, device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads,
                        head_dim=head_dim, batch=1, params=vars(params) if params is not None else {},
                        flops_fwd=flops["fwd"], flops_fwd_bwd=flops["fwd_bwd"], fwd_bwd_tflops=achieved,
                        peak_tflops=peak, pct_of_peak=100 * achieved / peak if peak else None)

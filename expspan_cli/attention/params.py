@@ -8,6 +8,7 @@ from typing import Any
 from expspan_cli.errors import ExpspanError, require
 
 VARIANTS = ("full", "se", "s2", "swa")
+SE_KERNELS = ("lse_merge", "flex")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SEParams:
     retrieval: str = "per_head"  # "per_head": each query head ranks blocks itself; "shared": scores summed over heads
     memory: str = "relevancy"  # "relevancy" (SE-Attn) | "random" (SE-Attn-Random) | "none" (SE-Attn-NoMem)
     causal_retrieval: bool = False  # True: each query ranks blocks with its chunk's queries up to itself only
+    kernel: str = "lse_merge"  # paper-mode attention after retrieval: "lse_merge" (flash calls merged by lse) | "flex"
 
     def __post_init__(self) -> None:
         sizes = self.chunk_sizes if isinstance(self.chunk_sizes, (list, tuple)) else (self.chunk_sizes,)
@@ -41,6 +43,8 @@ class SEParams:
                 f"se: retrieval must be 'per_head' or 'shared', got {self.retrieval!r}")
         require(self.memory in ("relevancy", "random", "none"),
                 f"se: memory must be 'relevancy', 'random' or 'none', got {self.memory!r}")
+        require(self.kernel in SE_KERNELS, f"se: kernel must be one of {', '.join(SE_KERNELS)}, got {self.kernel!r}",
+                hint="'flex' (FlexAttention with a retrieval BlockMask) is a CUDA kernel; 'lse_merge' runs anywhere")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from expspan_cli.attention.common import draw_chunk_size, expand_kv, pad_seq
+from expspan_cli.attention.flex import flex_chunk_attention
 from expspan_cli.attention.gpu import flash_ops
 from expspan_cli.attention.lse_merge import gather_blocks, mergeable, merged_chunk_attention
 from expspan_cli.attention.params import SEParams
@@ -105,9 +106,10 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
                  recorder: list | None = None, kernel: str = "auto") -> torch.Tensor:
     """SE-Attn over a whole sequence (Lq == Lk). q [B, Hq, L, D], k/v [B, Hkv, L, D] -> [B, Hq, L, D].
 
-    kernel: "auto" picks by device and input; "merged" (two flash calls merged by log-sum-exp, CPU or CUDA), "dense"
-    (one causal call with placeholder queries) and "masked" (explicit mask, handles everything) force one path
-    where the input allows it, else the masked one.
+    params.kernel "flex" runs one FlexAttention call over a retrieval BlockMask (unpadded input with retrieval; else
+    the paths below). Otherwise `kernel`: "auto" picks by device and input; "merged" (two flash calls merged by
+    log-sum-exp, CPU or CUDA), "dense" (one causal call with placeholder queries) and "masked" (explicit mask, handles
+    everything) force one path where the input allows it, else the masked one.
     """
     batch, heads, length, dim = q.shape
     scale = scale if scale is not None else 1.0 / math.sqrt(dim)
@@ -120,6 +122,9 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
         picked = select_blocks(q, k, v, params, chunk, real, scale)
     if recorder is not None:
         recorder.append(_record(picked, chunk, params.block_size, length))
+    if params.kernel == "flex" and picked is not None and real is None:
+        out = flex_chunk_attention(*(pad_seq(t, chunk) for t in (q, k, v)), *picked, chunk, params.block_size, scale)
+        return out[:, :, :length]
     n_chunks = -(-length // chunk)
     qc, kc, vc = (pad_seq(t, chunk).view(batch, heads, n_chunks, chunk, dim) for t in (q, k, v))
     ops = flash_ops(q)

@@ -31,6 +31,8 @@ def attention(
     chunk_size: int = typer.Option(2048, help="SE-Attn chunk size M."),
     block_size: int = typer.Option(32, help="SE-Attn memory block size S."),
     top_k: int = typer.Option(8, help="SE-Attn retrieved blocks k."),
+    se_kernels: str = typer.Option("lse_merge", help="Comma-separated SE-Attn kernels to measure: lse_merge, flex "
+                                                     "(CUDA only)."),
     window: int = typer.Option(4096, help="SW-Attn window."),
     group_size_ratio: float = typer.Option(0.25, help="S2-Attn group size as a fraction of the length."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
@@ -48,18 +50,21 @@ def attention(
     if not console.is_terminal:  # logs and pipes: room for every column instead of 80-column wrapping
         console = Console(width=130)
     names = [v.strip() for v in variants.split(",") if v.strip()]
+    kernels = tuple(x.strip() for x in se_kernels.split(",") if x.strip())
     with console.status("measuring") as status:
         rows = bench_attention(names, _ints(lengths), heads=heads, kv_heads=kv_heads or None, head_dim=head_dim,
                                chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
                                group_size_ratio=group_size_ratio, dtype=dtype, device=device, repeats=repeats,
-                               peak_tflops=peak_tflops or None, progress=lambda r: status.update(
+                               peak_tflops=peak_tflops or None, se_kernels=kernels,
+                               progress=lambda r: status.update(
                                    f"measured {r['variant']} at {r['length']}: {r['fwd_bwd_s']:.3f} s fwd+bwd"))
     table = Table(title=f"attention, {rows[0]['device'] if rows else device}, {dtype}, H={heads}, D={head_dim}")
     table.caption = "speedup and memory: ratios to full attention in this run; TFLOP/s: fwd+bwd attention FLOPs"
     for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup", "memory", "TFLOP/s", "% peak"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["variant"], str(r["length"]), f"{r['fwd_s']:.3f}", f"{r['fwd_bwd_s']:.3f}",
+        label = f"se:{r['se_kernel']}" if r["se_kernel"] else r["variant"]
+        table.add_row(label, str(r["length"]), f"{r['fwd_s']:.3f}", f"{r['fwd_bwd_s']:.3f}",
                       f"{r['peak_mem_bytes'] / 2**20:.1f}", f"{r['speedup_fwd_bwd_vs_full']:.2f}x",
                       f"{r['mem_ratio_vs_full']:.2f}", f"{r['fwd_bwd_tflops']:.3g}",
                       "" if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.1f}")

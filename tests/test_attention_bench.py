@@ -51,3 +51,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_target_report_judges_each_se_row_at_the_target_lengths():
+    from expspan_cli.attention.bench import target_report
+
+    row = dict(variant="se", se_kernel="flex", length=65536, speedup_fwd_bwd_vs_full=6.2, mem_ratio_vs_full=1.08,
+               pct_of_peak=None, peak_tflops=None)
+    rows = [row, dict(row, length=131072, speedup_fwd_bwd_vs_full=9.0, mem_ratio_vs_full=0.99, pct_of_peak=41.5,
+                      peak_tflops=989.4), dict(row, length=8192), dict(row, variant="full")]
+    assert target_report(rows) == [
+        "se:flex at 65536: speedup 6.20x (>= 5x: met); memory 1.080 of full (<= 1.05: missed)",
+        "se:flex at 131072: speedup 9.00x (>= 10x: missed); memory 0.990 of full (<= 1.05: met); "
+        "41.5% of 989.4 TFLOP/s (>= 40%: met)"]

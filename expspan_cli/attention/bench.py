@@ -148,3 +148,28 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
         row["speedup_fwd_vs_full"] = base["fwd_s"] / row["fwd_s"]
         row["mem_ratio_vs_full"] = row["peak_mem_bytes"] / max(base["peak_mem_bytes"], 1)
     return [r for r in rows if r["variant"] in variants]
+
+
+# Issue 7's GPU targets for SE-Attn against full attention measured in the same run.
+SPEEDUP_TARGETS = {65536: 5.0, 131072: 10.0}
+MAX_MEM_RATIO = 1.05
+MIN_PCT_OF_PEAK = 40.0
+
+
+def target_report(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per SE row at a target length: its fwd+bwd speedup, memory ratio and % of peak, each marked met or
+    missed (% of peak is not judged where no peak is known)."""
+    lines = []
+    for r in rows:
+        if r["variant"] != "se" or r["length"] not in SPEEDUP_TARGETS:
+            continue
+        want = SPEEDUP_TARGETS[r["length"]]
+        checks = [f"speedup {r['speedup_fwd_bwd_vs_full']:.2f}x (>= {want:g}x: "
+                  f"{'met' if r['speedup_fwd_bwd_vs_full'] >= want else 'missed'})",
+                  f"memory {r['mem_ratio_vs_full']:.3f} of full (<= {MAX_MEM_RATIO}: "
+                  f"{'met' if r['mem_ratio_vs_full'] <= MAX_MEM_RATIO else 'missed'})"]
+        if r.get("pct_of_peak") is not None:
+            checks.append(f"{r['pct_of_peak']:.1f}% of {r['peak_tflops']:g} TFLOP/s (>= {MIN_PCT_OF_PEAK:g}%: "
+                          f"{'met' if r['pct_of_peak'] >= MIN_PCT_OF_PEAK else 'missed'})")
+        lines.append(f"se:{r.get('se_kernel') or 'lse_merge'} at {r['length']}: " + "; ".join(checks))
+    return lines

@@ -114,3 +114,15 @@ def test_padded_input_falls_back_to_the_masked_path(monkeypatch):
     out = se_attention(q, k, v, params, key_padding=padding, chunk_size=16)
     ref = reference.se_reference(q, k, v, params, key_padding=padding, chunk_size=16)
     torch.testing.assert_close(out[1], ref[1], atol=1e-5, rtol=1e-5)
+
+
+def test_kv_list_shapes_do_not_depend_on_what_was_retrieved():
+    """The compiled kernel is specialised on index shapes: different retrievals must not change them."""
+    params = SEParams(chunk_sizes=(32,), block_size=4, top_k=3)
+    shapes = set()
+    for seed in range(4):
+        q, k, v = qkv(128, seed=seed)
+        idx, valid = select_blocks(q, k, v, params, 32, None, D ** -0.5)
+        mask = se_block_mask(idx, valid, 128, 32, 4, tile=16)
+        shapes.add((mask.kv_indices.shape, mask.full_kv_indices.shape))
+    assert len(shapes) == 1

@@ -9,7 +9,7 @@ tiles; a tile wider than a memory block is partial unless every block in it was 
 kernel computes up to tile/S times the retrieved keys (the price of kernel tiles: Hopper's default flex backward
 tiles are 128 wide).
 
-On CUDA the call is compiled (torch.compile of flex_attention, once per shape). On CPU it is not: torch 2.13's
+On CUDA the call is compiled (torch.compile of flex_attention). On CPU it is not: torch 2.13's
 flex_attention refuses CPU inputs that need gradients ("FlexAttention does not support backward on CPU",
 `_validate_device`), its compiled CPU template asserts that the kv lists span every key tile ("KV seqlen must be
 smaller than the block_mask size", inductor's flex_cpu.py), and its eager forward materializes the L x L scores and
@@ -82,10 +82,13 @@ def se_block_mask(idx: torch.Tensor, valid: torch.Tensor, length: int, chunk: in
     tiles = torch.arange(n_kv, device=dev).expand(batch, heads, n_chunks, n_kv)
     per_q = chunk // q_tile  # query tiles per chunk: each takes its chunk's retrieved tiles
 
+    # A fixed width (k slots, each in one tile or spread over S/tile tiles), so the compiled kernel sees the same
+    # index shapes whatever was retrieved.
+    width = min(n_kv, idx.shape[-1] * max(1, block_size // kv_tile))
+
     def retrieved(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         count, index = _compact(tiles, keep)
-        width = int(count.max()) if count.numel() else 0
-        return count.repeat_interleave(per_q, dim=2), index[..., : max(width, 1)].repeat_interleave(per_q, dim=2)
+        return count.repeat_interleave(per_q, dim=2), index[..., :width].repeat_interleave(per_q, dim=2)
 
     r_full_n, r_full = retrieved(covered == kv_tile)
     r_part_n, r_part = retrieved((covered > 0) & (covered < kv_tile))
@@ -121,7 +124,9 @@ def se_block_mask(idx: torch.Tensor, valid: torch.Tensor, length: int, chunk: in
 
 @cache
 def _compiled_flex():
-    return torch.compile(flex_attention, dynamic=False)
+    # Automatic dynamic shapes: the transposed lists' width follows the data, and a second width makes that dimension
+    # symbolic after one recompile instead of compiling per width (and falling back to eager at the limit).
+    return torch.compile(flex_attention)
 
 
 def flex_chunk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor,

@@ -7,8 +7,8 @@ import torch
 from expspan_cli.attention import attention_modules, current_attention, record_retrievals, set_attention
 from expspan_cli.errors import ExpspanError
 from expspan_cli.models.mamba_attention import MambaSSMAttention, rotate
-from expspan_cli.models.mamba_ssm_backend import (build_hybrid, is_mamba_ssm_checkpoint, load_mamba_ssm,
-                                                  load_weights, read_config)
+from expspan_cli.models.mamba_ssm_backend import (PAPER_HYBRID, build_hybrid, is_mamba_ssm_checkpoint, load_mamba_ssm,
+                                                  load_weights, read_config, without_fused_conv)
 from expspan_cli.models.mamba_standin import MambaConfig, MambaLMHeadModel
 from expspan_cli.train.adapters import apply_method, trainable_table
 
@@ -154,3 +154,12 @@ def test_lm_eval_hf_wrapper_scores_and_generates():
     text, = lm.generate_until([Instance("generate_until", {}, ("w3 w4 w5", {"until": ["w99"], "max_gen_toks": 3}),
                                         0)])
     assert text.split() == [f"w{int(t)}" for t in model.generate(x[:, :3], max_new_tokens=3)[0, 3:]]
+
+
+def test_mamba2_layers_run_unfused_only_where_causal_conv1d_is_missing():
+    assert without_fused_conv(PAPER_HYBRID, has_causal_conv1d=True) is PAPER_HYBRID
+    fields = without_fused_conv(PAPER_HYBRID, has_causal_conv1d=False)
+    assert fields["ssm_cfg"] == {"layer": "Mamba2", "use_mem_eff_path": False}
+    assert PAPER_HYBRID["ssm_cfg"] == {"layer": "Mamba2"}  # the preset itself is left as it was
+    chosen = {**PAPER_HYBRID, "ssm_cfg": {"layer": "Mamba2", "use_mem_eff_path": True}}
+    assert without_fused_conv(chosen, has_causal_conv1d=False)["ssm_cfg"]["use_mem_eff_path"] is True

@@ -218,6 +218,16 @@ def build_hybrid(lm_class: type, config_class: type, fields: dict[str, Any], dev
     return MambaSSMForCausalLM(lm, config)
 
 
+def without_fused_conv(fields: dict[str, Any], has_causal_conv1d: bool) -> dict[str, Any]:
+    """MambaConfig fields whose Mamba-2 layers run unfused where causal-conv1d is missing: mamba-ssm's fused
+    (`use_mem_eff_path`) path calls the causal-conv1d kernel unconditionally, the unfused one falls back to a
+    PyTorch conv1d. A choice already made in ssm_cfg is kept."""
+    if has_causal_conv1d:
+        return fields
+    ssm_cfg = {"use_mem_eff_path": False, **fields.get("ssm_cfg", {})}
+    return {**fields, "ssm_cfg": ssm_cfg}
+
+
 def load_weights(model: MambaSSMForCausalLM, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load, except a tied lm_head.weight that a checkpoint may leave out."""
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -237,7 +247,8 @@ def load_mamba_ssm(spec: str | dict[str, Any], dtype: Any = None, device: Any = 
 
     device, dtype = device or "cuda", dtype or torch.bfloat16
     torch.manual_seed(seed)
-    fields = spec if isinstance(spec, dict) else read_config(spec)
+    fields = without_fused_conv(spec if isinstance(spec, dict) else read_config(spec),
+                                importlib.util.find_spec("causal_conv1d") is not None)
     model = build_hybrid(MambaLMHeadModel, MambaConfig, fields, device=device, dtype=dtype)
     if not isinstance(spec, dict):
         load_weights(model, _state_dict(spec, device, dtype), spec)

@@ -135,8 +135,8 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
                     row = pool.submit(measure, *args).result()
             flops = attention_flops(variant, params, length, heads, head_dim)
             achieved = flops["fwd_bwd"] / row["fwd_bwd_s"] / 1e12
-            row.update(se_kernel=kernel, device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads, kv_heads=kv_heads,
-                       head_dim=head_dim, batch=1, params=vars(params) if params is not None else {},
+            row.update(se_kernel=kernel, device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads,
+                       kv_heads=kv_heads, head_dim=head_dim, batch=1, params=vars(params) if params is not None else {},
                        flops_fwd=flops["fwd"], flops_fwd_bwd=flops["fwd_bwd"], fwd_bwd_tflops=achieved,
                        peak_tflops=peak, pct_of_peak=100 * achieved / peak if peak else None)
             rows.append(row)

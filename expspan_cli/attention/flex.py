@@ -4,11 +4,11 @@ After retrieval (se.py's `select_blocks`), each query tile of chunk t attends to
 tiles holding chunk t's retrieved memory blocks. The BlockMask lists those tiles directly (kv lists and their
 transpose for the backward), built from the [B, H, T, k] retrieval indices by sorting, never from a dense
 query-by-key table: the kv lists hold O(L/tile * (k + M/tile)) indices per head, the transposed ones as many as
-the query tiles reading each key tile (up to L/tile where every chunk retrieves the same block, an attention sink). The exact token-level rule is the mask_mod
-(own chunk causal, or the key's memory block retrieved by the query's chunk), applied only on partially admitted
-tiles; a tile wider than a memory block is partial unless every block in it was retrieved, so at S < tile the
-kernel computes up to tile/S times the retrieved keys (the price of kernel tiles: Hopper's default flex backward
-tiles are 128 wide).
+the query tiles reading each key tile (up to L/tile where every chunk retrieves the same block, an attention
+sink). The exact token-level rule is the mask_mod (own chunk causal, or the key's memory block retrieved by the
+query's chunk), applied only on partially admitted tiles; a tile wider than a memory block is partial unless every
+block in it was retrieved, so at S < tile the kernel computes up to tile/S times the retrieved keys (the price of
+kernel tiles: Hopper's default flex backward tiles are 128 wide).
 
 On CUDA the call is compiled (torch.compile of flex_attention). On CPU it is not: torch 2.13's
 flex_attention refuses CPU inputs that need gradients ("FlexAttention does not support backward on CPU",

@@ -40,6 +40,17 @@ def test_each_query_follows_its_fact_at_the_recorded_distance():
             assert 50 - 30 <= r["distance_words"] <= 600 + 30 + 12 * 12
 
 
+def test_restated_answers_put_the_value_after_the_words_that_preceded_it_in_the_fact():
+    plain, restated = (recall_document(SyntheticSpec(seed=1, answer=a), "train", 0) for a in ("value", "restate"))
+    assert [r["value"] for r in plain["recalls"]] == [r["value"] for r in restated["recalls"]]
+    for r in restated["recalls"]:
+        text = restated["text"]
+        lead = f"the {r['key']} is "
+        assert text[r["answer_char"] - len(lead):r["answer_char"] + 4] == lead + r["value"]
+        assert text[r["fact_char"] - len(lead):r["fact_char"] + 4].lower() == (lead + r["value"]).lower()
+        assert f"what is the {r['key']}? Answer: {lead}{r['value']}." in text
+
+
 def test_loguniform_puts_more_recalls_near_than_uniform():
     def short_share(distribution: str) -> float:
         spec = SyntheticSpec(distribution=distribution, distance=(32, 1400))
@@ -59,6 +70,7 @@ def test_haystack_has_no_facts_to_collide_with_needles():
     ({"distance": (0, 10)}, "bad recall distance"),
     ({"distance": (10, 5000)}, "does not fit"),
     ({"distribution": "normal"}, "unknown distance distribution"),
+    ({"answer": "yes"}, "unknown answer form"),
     ({"documents": {"dev": 3}}, "unknown synthetic split"),
 ])
 def test_bad_spec_is_a_user_error(kwargs, match):

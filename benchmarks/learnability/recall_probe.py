@@ -32,17 +32,6 @@ CONTEXT = 256
 PHASES = ((600, 64, 1.0), (400, 128, 0.5), (1400, 256, 0.5))  # (steps, row length, share of copy rows)
 
 
-def restated(doc: dict) -> dict:
-    """Answer each question by restating its fact; move the recorded character offsets accordingly."""
-    text = doc["text"]
-    for r in doc["recalls"]:
-        text = text.replace(f"{r['key']}? Answer: {r['value']}.", f"{r['key']}? Answer: the {r['key']} is {r['value']}.")
-    for r in doc["recalls"]:
-        r["fact_char"] = text.index(f"The {r['key']} is {r['value']}.") + len(f"The {r['key']} is ")
-        r["answer_char"] = text.rindex(f"the {r['key']} is {r['value']}.") + len(f"the {r['key']} is ")
-    return {**doc, "text": text}
-
-
 def compact_bpe(texts: list[str], vocab: int) -> tf.PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
@@ -109,12 +98,13 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=2048)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--save", help="also save the trained model and its tokenizer into this folder")
     args = ap.parse_args()
     torch.set_num_threads(2)
     spec = SyntheticSpec(seed=0, documents={"train": args.docs, "validation": 24}, doc_words=1600, facts=60,
-                         distance=(4, 150))
-    train = [restated(recall_document(spec, "train", i)) for i in range(args.docs)]
-    val = [restated(recall_document(spec, "validation", i)) for i in range(24)]
+                         distance=(4, 150), answer="restate")
+    train = [recall_document(spec, "train", i) for i in range(args.docs)]
+    val = [recall_document(spec, "validation", i) for i in range(24)]
     tok = compact_bpe([d["text"] for d in train], args.vocab)
     vocab = len(tok)
     stream = torch.tensor([t for ids in tok([d["text"] for d in train], add_special_tokens=False)["input_ids"]
@@ -151,6 +141,9 @@ def main() -> None:
               "vocab": vocab, "params": sum(p.numel() for p in model.parameters()), "phases": PHASES,
               "value_windows": len(rows), "values": sum(len(w) for w in spans), "lr": args.lr,
               "batch_tokens": args.batch_tokens, "curve": curve}
+    if args.save:
+        model.save_pretrained(args.save)
+        tok.save_pretrained(args.save)
     tmp = f"{args.out}.tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=1)

@@ -104,6 +104,8 @@ def synthetic(
     distance: str = typer.Option("{}:{}".format(*_SYN.distance), "--distance", help="MIN:MAX words between a fact and its query."),
     distribution: str = typer.Option(_SYN.distribution, "--distribution", help="loguniform | uniform"),
     haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", help="Words per haystack essay."),
+    answer: str = typer.Option(_SYN.answer, "--answer", help="value ('Answer: 4821.') | restate ('Answer: the pin "
+                               "of Dara Vell is 4821.', the value after the same words as where it was stated)"),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
@@ -113,6 +115,6 @@ def synthetic(
     spec = SyntheticSpec(seed=seed, documents={"train": train_docs, "validation": eval_docs, "test": eval_docs,
                                                "haystack": haystack_docs},
                          doc_words=doc_words, facts=facts, distance=parse_distance(distance),
-                         distribution=distribution, haystack_words=haystack_words)
+                         distribution=distribution, haystack_words=haystack_words, answer=answer)
     _run(lambda: synthetic_corpus(spec), tokenizer=tokenizer, seq_len=seq_len, out=out, packed=packed, docs=docs,
          num_proc=num_proc, batch_docs=batch_docs, force=force)

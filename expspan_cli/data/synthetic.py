@@ -21,6 +21,7 @@ GENERATOR_VERSION = 1  # bump when the text a seed produces changes, so old outp
 
 SPLITS = ("train", "validation", "test", "haystack")
 DISTRIBUTIONS = ("loguniform", "uniform")
+ANSWERS = ("value", "restate")  # "Answer: 4821." | "Answer: the pin of Dara Vell is 4821."
 
 _ADJ = ("quiet", "narrow", "amber", "distant", "heavy", "patient", "restless", "silver", "crooked", "gentle",
         "hollow", "bright", "careful", "ancient", "humble", "stubborn", "pale", "crowded", "steady", "wild")
@@ -58,6 +59,7 @@ class SyntheticSpec:
     distance: tuple[int, int] = (32, 1400)
     distribution: str = "loguniform"
     haystack_words: int = 12000
+    answer: str = "value"
 
     def validate(self) -> None:
         lo, hi = self.distance
@@ -66,6 +68,7 @@ class SyntheticSpec:
                 hint="raise --doc-words or lower the --distance maximum")
         require(self.distribution in DISTRIBUTIONS, f"unknown distance distribution {self.distribution!r}",
                 hint=f"one of {', '.join(DISTRIBUTIONS)}")
+        require(self.answer in ANSWERS, f"unknown answer form {self.answer!r}", hint=f"one of {', '.join(ANSWERS)}")
         require(self.facts >= 1, "--facts must be at least 1")
         for split, n in self.documents.items():
             require(split in SPLITS, f"unknown synthetic split {split!r}", hint=f"one of {', '.join(SPLITS)}")
@@ -154,7 +157,8 @@ def recall_document(spec: SyntheticSpec, split: str, index: int) -> dict[str, An
                 found[key] = {"key": key, "value": value, "fact_char": pos + at,
                               "fact_word": words + part[:at].count(" ")}
             else:
-                part = f"Question: what is the {key}? Answer: {value}."
+                restate = f"the {key} is " if spec.answer == "restate" else ""
+                part = f"Question: what is the {key}? Answer: {restate}{value}."
                 at = part.rindex(value)
                 found[key].update(answer_char=pos + at,
                                   distance_words=words + part[:at].count(" ") - found[key].pop("fact_word"))

@@ -42,7 +42,8 @@ def compact_bpe(texts: list[str], vocab: int) -> tf.PreTrainedTokenizerFast:
 
 
 def value_windows(docs: list[dict], tok) -> tuple[torch.Tensor, list[list[tuple[int, int]]]]:
-    """Disjoint 256-token windows and, per window, the (start, end) token span of each value whose fact is inside."""
+    """Disjoint 256-token windows and, per window, the (start, end) token span of each value whose fact is inside
+    (one token per digit: the tokenizer splits digits)."""
     locate_recalls(docs, tok)
     rows, spans = [], []
     for doc in docs:
@@ -55,9 +56,14 @@ def value_windows(docs: list[dict], tok) -> tuple[torch.Tensor, list[list[tuple[
     return torch.tensor(rows), spans
 
 
+def segment(length: int) -> int:
+    """Tokens in a copy row's repeated segment."""
+    return length * 3 // 8
+
+
 def copy_rows(n: int, length: int, vocab: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows holding a random segment (3/8 of the row) repeated once at a random offset, and where the copy starts."""
-    seg = length * 3 // 8
+    """Rows holding a random segment repeated once at a random offset, and where the copy starts."""
+    seg = segment(length)
     rows, starts = [], []
     for _ in range(n):
         gap = int(torch.randint(0, length - 2 * seg + 1, (1,), generator=gen))
@@ -81,7 +87,7 @@ def evaluate(model, rows: torch.Tensor, spans, vocab: int) -> dict:
                 exact += bool(ok.all())
                 total += 1
     x, starts = copy_rows(32, CONTEXT, vocab, torch.Generator().manual_seed(1))
-    seg = CONTEXT * 3 // 8
+    seg = segment(CONTEXT)
     pred = model(input_ids=x).logits.argmax(-1)
     copied = torch.stack([(pred[b, s:s + seg - 1] == x[b, s + 1:s + seg]).float().mean() for b, s in enumerate(starts)])
     model.train()

@@ -156,7 +156,21 @@ def test_text_corpus_reads_txt_jsonl_and_parquet(tmp_path, capsys):
     assert data.manifest["views"]["packed"]["train"]["tokens"] == data.manifest["splits"]["train"]["tokens"] + 4
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "split", "seq_len", "bpe", "hub", "not_prepared"])
+def test_compact_bpe_uses_every_row_and_splits_digits():
+    from expspan_cli.data.tokenizer import train_bpe
+
+    text = "the pin of Dara Vell is 4821. the key of Mo Sil is 907."
+    tok = train_bpe(64, iter([text] * 20), compact=True)
+    assert len(tok) <= 64 and tok.pad_token_id is None and tok.eos_token_id is not None
+    ids = tok("the pin is 4821", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(ids)[-4:] == ["4", "8", "2", "1"] and tok.decode(ids) == "the pin is 4821"
+    # the alphabet is what the text uses: a character it never had is UNK, not a row of its own
+    assert tok("Zé", add_special_tokens=False)["input_ids"][0] == tok.unk_token_id
+    assert len(tok) < train_bpe(300, iter([text] * 20)).vocab_size
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "split", "seq_len", "bpe", "bpe_compact", "hub",
+                                  "not_prepared"])
 def test_bad_input_is_one_line_and_exit_2(case, pg19_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "o"
     base = ["prepare", "pg19", "--tokenizer", "bpe:300", "--out", str(out)]
@@ -167,6 +181,8 @@ def test_bad_input_is_one_line_and_exit_2(case, pg19_dir, tmp_path, capsys, monk
         "seq_len": (base + ["--source", str(pg19_dir), "--seq-len", "1"], "--seq-len must be at least 2"),
         "bpe": (["prepare", "pg19", "--tokenizer", "bpe:lots", "--out", str(out), "--source", str(pg19_dir)],
                 "bad tokenizer"),
+        "bpe_compact": (["prepare", "pg19", "--tokenizer", "bpe:8:compact", "--out", str(out), "--source",
+                         str(pg19_dir)], "bad tokenizer 'bpe:8:compact'"),
         "hub": (base, "--source"),
         "not_prepared": (base + ["--source", str(pg19_dir), "--force"], "is not prepared data"),
     }[case]

@@ -14,7 +14,8 @@ _SYN = SyntheticSpec()
 app = typer.Typer(help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
                   no_args_is_help=True)
 
-_TOKENIZER_HELP = "A transformers id or local path (the model's own tokenizer), or bpe:N to train a byte-level BPE."
+_TOKENIZER_HELP = ("A transformers id or local path (the model's own tokenizer), bpe:N to train a byte-level BPE, or "
+                   "bpe:N:compact for one over the characters the text uses, digits split (tiny models).")
 _OUT = typer.Option(..., "--out", help="Output folder (written atomically).")
 _SEQ_LEN = typer.Option(2048, "--seq-len", help="Tokens per packed training block.")
 _NUM_PROC = typer.Option(1, "--num-proc", help="Tokenizer processes (1: in-process, still multi-threaded).")

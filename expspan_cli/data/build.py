@@ -18,7 +18,7 @@ from expspan_cli.data.encode import batched, encode_batches
 from expspan_cli.data.prepared import KINDS
 from expspan_cli.data.progress import console, token_progress
 from expspan_cli.data.sources import Corpus, Doc, Split
-from expspan_cli.data.tokenizer import bpe_vocab, load_tokenizer, pad_id, tokenizer_hash, train_bpe
+from expspan_cli.data.tokenizer import bpe_spec, load_tokenizer, pad_id, tokenizer_hash, train_bpe
 from expspan_cli.data.views import ArrowView, Packer, docs_table, packed_table
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.runs import atomic_dir, provenance, read_manifest, write_manifest
@@ -79,14 +79,14 @@ def _tokenizer(spec: str, corpus: Corpus, dest: Path) -> tuple[Any, dict[str, An
     """Train or load the tokenizer, save it into the output, and reload that saved copy (what later stages see)."""
     from transformers import AutoTokenizer
 
-    vocab = bpe_vocab(spec)
+    bpe = bpe_spec(spec)
     info: dict[str, Any] = {"name": spec, "path": "tokenizer"}
-    if vocab is not None:
+    if bpe is not None:
         require(TRAIN in corpus.splits, f"{spec} is trained on the train split, which is not being prepared",
                 hint="add train to --splits, or pass --tokenizer DIR/tokenizer of the prepared training data")
         stats = {"documents": 0, "bytes": 0}
         with console.status(f"training {spec} on {TRAIN}"):
-            tok = train_bpe(vocab, _training_texts(corpus.splits[TRAIN], BPE_MAX_BYTES, stats))
+            tok = train_bpe(bpe.vocab, _training_texts(corpus.splits[TRAIN], BPE_MAX_BYTES, stats), bpe.compact)
         info["trained_on"] = {"split": TRAIN, **stats}
     else:
         tok = load_tokenizer(spec)
@@ -169,7 +169,7 @@ def prepare(corpus: Corpus, *, tokenizer: str, seq_len: int, out: Path, pack: li
     require(seq_len >= 2, f"--seq-len must be at least 2 (got {seq_len})",
             hint="a packed block needs an input token and a next token to predict")
     require(num_proc >= 1, f"--num-proc must be at least 1 (got {num_proc})")
-    bpe_vocab(tokenizer)
+    bpe_spec(tokenizer)
     splits = list(corpus.splits)
     pack, docs = default_views(splits, pack, docs)
     request = json.loads(json.dumps({"kind": corpus.kind, "source": corpus.source, "fingerprint": corpus.fingerprint,

@@ -51,6 +51,7 @@ class TrainRecipe:
     rope_scaling: str | float = "auto"  # "auto": LongLoRA's linear factor ceil(L / pre-training ctx) on transformers
     deepspeed: str | None = None  # a DeepSpeed config (JSON or YAML), e.g. recipes/deepspeed-zero2.yaml
     logging_steps: int = 1
+    curriculum: list[dict[str, Any]] | None = None  # row lengths and copy rows by phase (train/curriculum.py)
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (LR_S2 if self.attn == "s2" else LR)
@@ -104,4 +105,8 @@ def build_recipe(path: str | Path | None = None, **overrides: Any) -> TrainRecip
     require(0 <= recipe.lora_dropout < 1, f"recipe field 'lora_dropout' must be in [0, 1), got {recipe.lora_dropout}")
     require(recipe.rope_scaling in ("auto", "none") or isinstance(recipe.rope_scaling, float),
             f"recipe field 'rope_scaling' must be 'auto', 'none' or a factor, got {recipe.rope_scaling!r}")
+    if recipe.curriculum is not None:
+        from expspan_cli.train.curriculum import parse_curriculum
+
+        parse_curriculum(recipe.curriculum, recipe.max_steps)
     return recipe

@@ -25,6 +25,18 @@ def _attn_params(pairs: list[str] | None) -> dict | None:
     return params
 
 
+def _curriculum(text: str | None) -> list | None:
+    """The phases as YAML, e.g. "[{steps: 600, row_len: 64, copy: 1.0}, {row_len: 256, copy: 0.5}]"."""
+    if text is None:
+        return None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ExpspanError(f"--curriculum is not valid YAML: {str(err).splitlines()[0]}") from None
+
+
 def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options) -> None:
     from expspan_cli.recipe import build_recipe
     from expspan_cli.train.run import run_training
@@ -54,7 +66,10 @@ Ds = typer.Option(None, "--deepspeed", help="DeepSpeed config, e.g. recipes/deep
 
 
 def pretrain(out: Path = Out, data: Optional[str] = Data, model: Optional[str] = typer.Option(
-                 None, "--model", help="preset tiny model to build [tiny-hybrid]"),
+                 None, "--model", help="preset tiny model to build: tiny-hybrid | tiny-recall-hybrid [tiny-hybrid]"),
+             curriculum: Optional[str] = typer.Option(
+                 None, "--curriculum", help="phases as YAML, e.g. \"[{steps: 600, row_len: 64, copy: 1.0}, "
+                 "{row_len: 256, copy: 0.5}]\": row length and share of copy rows; the last runs to --max-steps"),
              seq_len: Optional[int] = SeqLen, max_steps: Optional[int] = MaxSteps,
              save_steps: Optional[int] = SaveSteps, lr: Optional[float] = Lr, seed: Optional[int] = Seed,
              batch_size: Optional[int] = Batch, grad_accum: Optional[int] = Accum,
@@ -65,7 +80,7 @@ def pretrain(out: Path = Out, data: Optional[str] = Data, model: Optional[str] =
     _train("pretrain", out, recipe, resume, data=data, model=model, seq_len=seq_len, max_steps=max_steps,
            save_steps=save_steps, lr=lr, seed=seed, per_device_batch_size=batch_size, grad_accum=grad_accum,
            warmup_steps=warmup_steps, lr_scheduler=lr_scheduler, weight_decay=weight_decay, bf16=bf16,
-           gradient_checkpointing=gradient_checkpointing, attn_param=None)
+           gradient_checkpointing=gradient_checkpointing, curriculum=_curriculum(curriculum), attn_param=None)
 
 
 def finetune(out: Path = Out, data: Optional[str] = Data,

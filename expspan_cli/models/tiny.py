@@ -62,6 +62,12 @@ def tiny_model(family: str, seed: int = 0, **kwargs: Any) -> tf.PreTrainedModel:
     return tf.AutoModelForCausalLM.from_config(tiny_config(family, **kwargs))
 
 
+# `tiny-recall-hybrid`: the shape benchmarks/learnability found to learn in-context recall in minutes of CPU with the
+# pre-training curriculum; a second attention layer gives the copy its two steps (find the match, read what follows).
+RECALL_SHAPE: dict[str, Any] = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                                    attn_layer_indices=[1, 2], mamba_n_heads=8, tie_word_embeddings=True)
+
+
 def tiny_hybrid_config(vocab_size: int, context: int = 256, **overrides: Any) -> tf.PretrainedConfig:
     """The `tiny-hybrid` preset: a ~5M-parameter Bamba (Mamba-2 + one GQA attention layer of four, with partial RoPE
     on half of each head like the paper's Mamba-2-Hybrid). `context` is recorded as its pre-training context; sized

@@ -13,6 +13,7 @@ import transformers as tf
 
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.models.mamba_ssm_backend import is_mamba_ssm_checkpoint
+from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
 
 _OFFLINE_HINT = ("offline, pass a local model directory (download it where there is network with `hf download "
                  "{spec} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the local cache")
@@ -25,11 +26,15 @@ class Preset:
     hub_id: str | None = None  # None: built locally (random init)
     backend: str = "transformers"  # "mamba_ssm": GPU-only mamba-ssm MambaLMHeadModel
     pretrain_context: int | None = None
+    shape: dict[str, Any] | None = None  # built locally: overrides of the tiny-hybrid config
 
 
 PRESETS: dict[str, Preset] = {
     "tiny-hybrid": Preset("~5M-param Bamba (3 Mamba-2 + 1 attention layer, partial RoPE), random init, vocab of "
                           "the prepared tokenizer"),
+    "tiny-recall-hybrid": Preset("~0.5M-param Bamba (1 Mamba-2 + 2 attention layers, width 128, tied embeddings) that "
+                                 "learns in-context recall with the pre-training curriculum; vocab of the prepared "
+                                 "tokenizer", shape=RECALL_SHAPE),
     "mamba2-hybrid-2.7b": Preset("the paper's Mamba-2-Hybrid 2.7B", "state-spaces/mamba2attn-2.7b", "mamba_ssm", 2048),
     "mamba2-hybrid-2.7b-random": Preset("the paper's Mamba-2-Hybrid 2.7B shape, random init (benchmarks, no "
                                         "download; vocab of the prepared tokenizer up to 50277)", None, "mamba_ssm",
@@ -78,13 +83,11 @@ def _from_pretrained(source: str, overrides: dict[str, Any] | None, dtype: torch
 
 def _build_preset(name: str, tokenizer: str | None, overrides: dict[str, Any] | None, dtype: torch.dtype | None,
                   seed: int) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase]:
-    from expspan_cli.models.tiny import tiny_hybrid_config
-
     if tokenizer is None:
         raise ExpspanError(f"preset {name!r} takes its vocabulary from a tokenizer",
                            hint="pass the prepared data's tokenizer (DIR/tokenizer)")
     tok = _load_tokenizer(tokenizer)
-    config = tiny_hybrid_config(len(tok), **(overrides or {}))
+    config = tiny_hybrid_config(len(tok), **{**(PRESETS[name].shape or {}), **(overrides or {})})
     torch.manual_seed(seed)
     model = tf.AutoModelForCausalLM.from_config(config)
     return (model.to(dtype) if dtype else model), tok
@@ -183,10 +186,8 @@ def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedCon
             return None
         if preset.hub_id:
             return model_config(preset.hub_id)
-        from expspan_cli.models.tiny import tiny_hybrid_config
-
         require(tokenizer is not None, f"preset {spec!r} takes its vocabulary from a tokenizer")
-        return tiny_hybrid_config(len(_load_tokenizer(tokenizer)))
+        return tiny_hybrid_config(len(_load_tokenizer(tokenizer)), **(preset.shape or {}))
     if is_mamba_ssm_checkpoint(spec):
         return None
     try:

@@ -26,6 +26,7 @@ def tokenizer_dir(prepared: Any) -> Path:
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Causal LM batch: every block is full length and padded blocks were dropped, so every label counts."""
-    ids = torch.tensor([row["input_ids"] for row in rows], dtype=torch.long)
+    """Causal LM batch: every block is full length and padded blocks were dropped, so every label counts. A
+    curriculum's blocks arrive already cut into rows; those rows are the batch."""
+    ids = torch.stack([torch.as_tensor(row["input_ids"], dtype=torch.long) for row in rows]).flatten(0, -2)
     return {"input_ids": ids, "labels": ids.clone()}

@@ -170,6 +170,12 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     model = apply_method(model, recipe.method, r=recipe.lora_r, alpha=recipe.lora_alpha,
                          dropout=recipe.lora_dropout, targets=tuple(recipe.lora_targets))
     peft = hasattr(model, "peft_config")
+    trainer_class = Trainer
+    if recipe.curriculum is not None:
+        from expspan_cli.train.curriculum import curriculum_trainer
+
+        vocab = model.get_input_embeddings().num_embeddings
+        blocks, trainer_class = curriculum_trainer(recipe, blocks, seq_len, vocab, _world_size())
     table = trainable_table(model)
     if _is_main():
         print_trainable_table(table, recipe.method, console)
@@ -196,7 +202,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
                  CompleteCheckpointCallback(peft)] + _tensorboard(run)
-    trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
+    trainer = trainer_class(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     start = time.time()
     try:

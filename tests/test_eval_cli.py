@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from expspan_cli.cli import app
@@ -55,6 +56,17 @@ def test_pg19_record_both_protocols_never_overwritten(work, tmp_path):
     strided = _run(*common, "--protocol", "strided", "--stride", "64")
     assert strided["config"]["protocol"] == "strided" and strided["metrics"]["by_length"]["128"]["stride"] == 64
     assert len(list(tmp_path.glob("pg19-*.json"))) == 2
+
+
+def test_se_with_two_chunk_sizes_evaluates_the_same_twice(work, tmp_path):
+    se = ["--attn", "se", "--attn-param", "chunk_sizes=[64,128]", "--attn-param", "block_size=16", "--attn-param",
+          "top_k=2"]
+    common = ["eval", "pg19", "--model", work / "model", "--data", work / "data", "--lengths", "512",
+              "--max-tokens", "1024", "--quiet", *se]
+    first, second = (_run(*common, "--out", tmp_path / name)["metrics"]["ppl"]["512"] for name in ("a", "b"))
+    assert first == second
+    torch.manual_seed(123)  # whatever ran before in the process
+    assert _run(*common, "--out", tmp_path / "c")["metrics"]["ppl"]["512"] == first
 
 
 def test_ruler_oracle_100_random_model_near_0(work, tmp_path):

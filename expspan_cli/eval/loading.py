@@ -95,4 +95,5 @@ def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: s
     model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device)
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params)
+    torch.manual_seed(0)  # SE-Attn draws a chunk size per layer call: the same draws make an evaluation repeatable
     return model, tok, model_identity(spec, model, tok), attention

@@ -105,3 +105,26 @@ def test_report_cli_on_loose_records_and_benchmark_rows(tmp_path):
     assert frame.loc["se", "PPL 512"] == 7.5
     assert (out / "runtime_memory.png").exists()
     assert "broken.json" in (out / "README.md").read_text()
+
+
+RECALL = {"non-ft": [80.0, 2.0, 0.0], "full": [95.0, 70.0, 40.0], "swa": [95.0, 50.0, 20.0],
+          "s2": [90.0, 40.0, 10.0], "se": [95.0, 45.0, 15.0]}
+
+
+@pytest.mark.parametrize("se_own, verdict", [([90.0, 30.0, 10.0], "holds"), ([90.0, 0.0, 0.0], "does not hold")])
+def test_recall_claims_for_full_and_own_attention_at_inference(tmp_path, se_own, verdict):
+    run = _run(tmp_path)
+    own = {**RECALL, "swa": [95.0, 0.0, 0.0], "s2": [90.0, 0.0, 0.0], "se": se_own}
+    for job, table in (("recall", RECALL), ("recall-same", own)):
+        for name, values in table.items():
+            _record(run / "eval" / name / job, "recall", {"by_length": {"2048": {
+                "accuracy": sum(values) / 3, "by_distance": dict(zip(("0-256", "512-1024", ">1024"), values))}}})
+    text = write_report([run], tmp_path / "results").read_text()
+    frame = pd.read_csv(tmp_path / "results" / "comparison.csv", index_col=0)
+    assert frame.loc["SW-Attn", "recall-same Recall >1024"] == 0.0 and frame.loc["SW-Attn", "Recall >1024"] == 20.0
+    # with full attention at inference SE (30 % beyond the window) is below SW (35 %); with their own, SW sees nothing
+    assert "| SE-Attn fine-tuning recalls facts beyond the window better than S2-Attn and SW-Attn | **does not " \
+           "hold** | recall accuracy (%) over Recall 512-1024, Recall >1024:" in text
+    assert "| Run with its own attention at inference, SE-Attn recalls facts beyond the window better than S2-Attn " \
+           f"and SW-Attn run with theirs | **{verdict}** | recall accuracy (%) over recall-same Recall 512-1024, " \
+           "recall-same Recall >1024:" in text

@@ -119,8 +119,11 @@ def test_recall_claims_for_full_and_own_attention_at_inference(tmp_path, se_own,
         for name, values in table.items():
             _record(run / "eval" / name / job, "recall", {"by_length": {"2048": {
                 "accuracy": sum(values) / 3, "by_distance": dict(zip(("0-256", "512-1024", ">1024"), values))}}})
+    _record(run / "eval" / "non-ft" / "recall-256", "recall",  # a job on one row only: a column, no claim
+            {"by_length": {"256": {"accuracy": 95.0, "by_distance": {"0-256": 95.0, ">256": None}}}})
     text = write_report([run], tmp_path / "results").read_text()
     frame = pd.read_csv(tmp_path / "results" / "comparison.csv", index_col=0)
+    assert frame.loc["Non-fine-tuned", "recall-256 Recall 0-256"] == 95.0 and "over recall-256" not in text
     assert frame.loc["SW-Attn", "recall-same Recall >1024"] == 0.0 and frame.loc["SW-Attn", "Recall >1024"] == 20.0
     # with full attention at inference SE (30 % beyond the window) is below SW (35 %); with their own, SW sees nothing
     assert "| SE-Attn fine-tuning recalls facts beyond the window better than S2-Attn and SW-Attn | **does not " \

@@ -54,14 +54,15 @@ def _recall_beyond(frame: pd.DataFrame, bound: int, prefix: str = "") -> list[st
 
 
 def _recall_prefixes(recipe: Any, frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """(column prefix, evaluation attention) of each recall job with columns: the first takes the plain names."""
+    """(column prefix, evaluation attention) of each recall job with columns (the first takes the plain names) that
+    runs on every row: a job on some rows only compares nothing."""
     out, plain = [], any(c.startswith("Recall ") for c in frame.columns)
     for job in (j for j in recipe.evals if j.kind == "recall"):
-        if any(c.startswith(f"{job.name} Recall ") for c in frame.columns):
-            out.append((f"{job.name} ", job.attn))
-        elif plain:
-            out.append(("", job.attn))
-            plain = False
+        prefixed = any(c.startswith(f"{job.name} Recall ") for c in frame.columns)
+        prefix = f"{job.name} " if prefixed else "" if plain else None
+        plain = plain and prefixed  # the first job with records took the plain names
+        if prefix is not None and job.rows is None:
+            out.append((prefix, job.attn))
     return out
 
 

@@ -1,12 +1,12 @@
 """Learnability probe: can a tiny hybrid learn to recall facts in text at 256 tokens within minutes of CPU?
 
-Stand-alone (not part of the package): it pre-trains a 0.5M-parameter Bamba hybrid (one Mamba-2 layer, two
-attention layers, width 128, tied embeddings) on the synthetic corpus's facts, with the three things the probes in
-the README found necessary for the content-based copy to form and to reach the facts:
-  - a compact vocabulary: a BPE over the characters the corpus uses, digits split, every row used;
+The learning curve behind recipes/tiny.yaml's pre-training, in a bare loop that scores recall every 100 steps (the
+pipeline scores only the finished model). It pre-trains the `tiny-recall-hybrid` preset (one Mamba-2 layer, two
+attention layers, width 128, tied embeddings) on the synthetic corpus's facts with the three things the probes in
+benchmarks/learnability/README.md found necessary for the content-based copy to form and to reach the facts:
+  - a compact vocabulary (`bpe:256:compact`): the characters the corpus uses, digits split, every row used;
   - short rows first: 64 tokens, then 128, then 256;
-  - an induction warm-up: rows where a random segment over the whole vocabulary is repeated at a random offset,
-    alone at first, then in half the rows.
+  - an induction warm-up: copy rows (expspan_cli/train/curriculum.py), alone at first, then in half the rows.
 The question is answered by restating the fact ("Answer: the pin of Dara Vell is 4821."), so the value follows
 the same words in both places. Prints a curve and writes it, with the machine, as JSON:
 
@@ -23,22 +23,14 @@ import time
 
 import torch
 import transformers as tf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from expspan_cli.data.synthetic import SyntheticSpec, locate_recalls, recall_document
-from expspan_cli.models.tiny import tiny_hybrid_config
+from expspan_cli.data.tokenizer import train_bpe
+from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
+from expspan_cli.train.curriculum import copy_row, copy_segment
 
 CONTEXT = 256
 PHASES = ((600, 64, 1.0), (400, 128, 0.5), (1400, 256, 0.5))  # (steps, row length, share of copy rows)
-
-
-def compact_bpe(texts: list[str], vocab: int) -> tf.PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<eos>"], show_progress=False))
-    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
 
 
 def value_windows(docs: list[dict], tok) -> tuple[torch.Tensor, list[list[tuple[int, int]]]]:
@@ -56,21 +48,9 @@ def value_windows(docs: list[dict], tok) -> tuple[torch.Tensor, list[list[tuple[
     return torch.tensor(rows), spans
 
 
-def segment(length: int) -> int:
-    """Tokens in a copy row's repeated segment."""
-    return length * 3 // 8
-
-
 def copy_rows(n: int, length: int, vocab: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows holding a random segment repeated once at a random offset, and where the copy starts."""
-    seg = segment(length)
-    rows, starts = [], []
-    for _ in range(n):
-        gap = int(torch.randint(0, length - 2 * seg + 1, (1,), generator=gen))
-        a = torch.randint(0, vocab, (seg,), generator=gen)
-        noise = torch.randint(0, vocab, (length - seg,), generator=gen)
-        rows.append(torch.cat([a, noise[:gap], a, noise[gap:length - 2 * seg]]))
-        starts.append(seg + gap)
+    """n copy rows (the pre-training curriculum's) and where each one's repeat starts."""
+    rows, starts = zip(*(copy_row(length, vocab, gen) for _ in range(n)))
     return torch.stack(rows), torch.tensor(starts)
 
 
@@ -87,7 +67,7 @@ def evaluate(model, rows: torch.Tensor, spans, vocab: int) -> dict:
                 exact += bool(ok.all())
                 total += 1
     x, starts = copy_rows(32, CONTEXT, vocab, torch.Generator().manual_seed(1))
-    seg = segment(CONTEXT)
+    seg = copy_segment(CONTEXT)
     pred = model(input_ids=x).logits.argmax(-1)
     copied = torch.stack([(pred[b, s:s + seg - 1] == x[b, s + 1:s + seg]).float().mean() for b, s in enumerate(starts)])
     model.train()
@@ -104,20 +84,18 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=2048)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--save", help="also save the trained model and its tokenizer into this folder")
     args = ap.parse_args()
     torch.set_num_threads(2)
     spec = SyntheticSpec(seed=0, documents={"train": args.docs, "validation": 24}, doc_words=1600, facts=60,
                          distance=(4, 150), answer="restate")
     train = [recall_document(spec, "train", i) for i in range(args.docs)]
     val = [recall_document(spec, "validation", i) for i in range(24)]
-    tok = compact_bpe([d["text"] for d in train], args.vocab)
+    tok = train_bpe(args.vocab, iter([d["text"] for d in train]), compact=True)
     vocab = len(tok)
     stream = torch.tensor([t for ids in tok([d["text"] for d in train], add_special_tokens=False)["input_ids"]
                            for t in ids + [tok.eos_token_id]])
     rows, spans = value_windows(val, tok)
-    cfg = tiny_hybrid_config(vocab, CONTEXT, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
-                             attn_layer_indices=[1, 2], mamba_n_heads=8, tie_word_embeddings=True)
+    cfg = tiny_hybrid_config(vocab, CONTEXT, **RECALL_SHAPE)
     torch.manual_seed(0)
     model = tf.AutoModelForCausalLM.from_config(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -147,9 +125,6 @@ def main() -> None:
               "vocab": vocab, "params": sum(p.numel() for p in model.parameters()), "phases": PHASES,
               "value_windows": len(rows), "values": sum(len(w) for w in spans), "lr": args.lr,
               "batch_tokens": args.batch_tokens, "curve": curve}
-    if args.save:
-        model.save_pretrained(args.save)
-        tok.save_pretrained(args.save)
     tmp = f"{args.out}.tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, indent=1)

@@ -24,7 +24,8 @@ LR_S2 = 2e-5  # LongLoRA's default, which the paper keeps for S2-Attn
 
 @dataclass
 class TrainRecipe:
-    model: str = "tiny-hybrid"
+    model: str | None = None  # required to fine-tune; pre-training builds a preset (default tiny-hybrid)
+    random_base: bool = False  # fine-tuning a random-init preset must be asked for (benchmarks)
     tokenizer: str | None = None  # None: the model's own (presets: the prepared data's)
     data: str | None = None  # a directory written by `expspan prepare`
     method: str = "hylora"

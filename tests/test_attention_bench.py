@@ -30,7 +30,7 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     # SE: 4 chunks of 64 causal + chunks 1..3 over min(2, eligible) blocks of 16, plus retrieval; SW: a 64 band.
     assert se["flops_fwd_bwd"] > swa["flops_fwd_bwd"] == 2 * 16 * 14 * (64 * 65 // 2 + 192 * 64)
     assert rows[0]["params"] == {"chunk_sizes": [64], "block_size": 16, "top_k": 2, "retrieval": "per_head",
-                                 "memory": "relevancy", "causal_retrieval": False, "kernel": "lse_merge"}
+                                 "memory": "relevancy", "causal_retrieval": None, "kernel": "lse_merge"}
     assert rows[0]["se_kernel"] == "lse_merge" and rows[1]["se_kernel"] is None
     assert "speedup" in proc.stdout and "memory" in proc.stdout
 

@@ -69,7 +69,8 @@ def test_model_without_attention_layers_is_a_clear_error():
 
 def test_retrieval_records_name_layer_and_blocks():
     model = tiny_model("zamba2").eval()
-    set_attention(model, "se", chunk_sizes=[16], block_size=4, top_k=2)
+    # Paper mode, asked for: at inference SE is strictly causal unless causal_retrieval is set to False.
+    set_attention(model, "se", chunk_sizes=[16], block_size=4, top_k=2, causal_retrieval=False)
     ids = torch.randint(0, 128, (1, 64), generator=torch.Generator().manual_seed(3))
     with torch.no_grad(), record_retrievals(model) as records:
         model(ids)

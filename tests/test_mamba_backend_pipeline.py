@@ -39,7 +39,8 @@ def finetuned(tmp_path_factory):
     prepare(synthetic_corpus(spec), tokenizer="bpe:320", seq_len=256, out=data)
     patch = pytest.MonkeyPatch()
     patch.setattr(mamba_ssm_backend, "load_mamba_ssm", standin_loader)
-    recipe = build_recipe(model="mamba2-hybrid-2.7b-random", data=str(data), method="hylora", attn="se",
+    recipe = build_recipe(model="mamba2-hybrid-2.7b-random", random_base=True, data=str(data), method="hylora",
+                          attn="se",
                           attn_params=SE, max_steps=2, lr=1e-2, per_device_batch_size=1, grad_accum=1,
                           warmup_steps=1, save_steps=100)
     run = run_training(recipe, root / "ft")

@@ -75,8 +75,9 @@ def test_hylora_targets_attention_projections_only_and_trains_ssm_convs():
     lora = {n.split(".lora_")[0].removeprefix("base_model.model.") for n, _ in model.named_parameters()
             if ".lora_" in n}
     assert lora == {f"backbone.layers.{i}.mixer.{p}" for i in (1, 3) for p in ("in_proj", "out_proj")}
-    trainable = {n.removeprefix("base_model.model.") for n, p in model.named_parameters()
-                 if p.requires_grad and ".lora_" not in n}
+    # Fully trained modules train PEFT's copy of them (modules_to_save), named as the module they copy.
+    trainable = {n.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
+                 for n, p in model.named_parameters() if p.requires_grad and ".lora_" not in n}
     assert {f"backbone.layers.{i}.mixer.conv1d.weight" for i in (0, 2)} <= trainable  # Mamba-2 convs
     assert not any(f"layers.{i}.mixer.conv1d" in n for i in (1, 3) for n in trainable)  # attention's qkv conv
     assert "backbone.embedding.weight" in trainable and "backbone.norm_f.weight" in trainable

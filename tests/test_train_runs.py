@@ -77,8 +77,11 @@ def test_hylora_trains_conv_norms_embeddings_and_freezes_the_rest(work, hylora_r
     assert attn_proj and attn_proj <= changed  # LoRA merged into the attention projections
     frozen = {n for n in b if groups[n] == "other"} - attn_proj
     assert frozen and not (frozen & changed)
-    saved = load_file(str(hylora_run / "final" / "trained_tensors.safetensors"))
-    assert {groups[n] for n in saved} == {"conv1d", "norms", "embeddings"}
+    # Every fully trained module is in the standard PEFT adapter, as modules_to_save.
+    saved = load_file(str(hylora_run / "final" / "adapter_model.safetensors"))
+    copies = {n.removeprefix("base_model.model.") for n in saved if ".lora_" not in n}
+    assert {groups[n] for n in copies} == {"conv1d", "norms", "embeddings"}
+    assert {n for n in b if groups[n] in ("conv1d", "norms", "embeddings")} == copies
 
 
 def test_run_reloads_exactly_and_exports(work, hylora_run, tmp_path):

@@ -1,6 +1,10 @@
 """transformers integration: every variant is registered in AttentionInterface and AttentionMaskInterface (with
 the flash-style mask function, so the hook receives a compact [B, Lk] padding mask or None, never an L x L one),
-and `set_attention` switches a loaded model's attention and its parameters at run time."""
+and `set_attention` switches a loaded model's attention and its parameters at run time.
+
+A model loaded with `attn_implementation="expspan_se"` (or switched with `set_attn_implementation`) runs the
+parameters saved in its config (`expspan_attention`, written by fine-tuning and export), or, when the config saves
+none for that variant, the paper's settings scaled to the model's context (`fitted_defaults`)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 from torch import nn
 
 from expspan_cli.attention.dispatch import attend
-from expspan_cli.attention.params import SEParams, make_params
+from expspan_cli.attention.params import SEParams, fitted_defaults, make_params, params_dict
 from expspan_cli.attention.common import draw_chunk_size, expand_kv
 from expspan_cli.attention.se import SEState, prefill_state, se_attention, se_decode
 from expspan_cli.errors import ExpspanError
@@ -26,22 +30,58 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "is_causal")]
 
 
-def _hook(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-          **kwargs: Any) -> tuple[torch.Tensor, None]:
-    padding = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
-    if attention_mask is not None and padding is None:
-        raise ExpspanError("expspan attention received a dense attention mask", hint="load the model through "
-                           "expspan.attention.set_attention so its mask function is registered too")
-    out = module_attention(module, query, key, value, padding, scaling)
-    return out.transpose(1, 2).contiguous(), None
+def _hook_for(variant: str):
+    def hook(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+             **kwargs: Any) -> tuple[torch.Tensor, None]:
+        padding = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+        if attention_mask is not None and padding is None:
+            raise ExpspanError("expspan attention received a dense attention mask", hint="switch the model with "
+                               "expspan_cli.attention.set_attention, or call expspan_cli.attention.register() before "
+                               "loading, so the mask function is registered too")
+        out = module_attention(module, query, key, value, padding, scaling, variant)
+        return out.transpose(1, 2).contiguous(), None
+
+    hook.__name__ = f"expspan_{variant}_attention"
+    return hook
+
+
+def record_attention(config: Any, variant: str, params: Any) -> None:
+    """Save the variant a model was trained with, and its parameters, in its config (`expspan_attention`)."""
+    config.expspan_attention = {"variant": variant, "params": params_dict(params) if params is not None else {}}
+
+
+def saved_attention(config: Any, variant: str) -> Any:
+    """The parameters of `variant` a config saves, else the paper's settings scaled to the model's context."""
+    saved = getattr(config, "expspan_attention", None) or {}
+    if saved.get("variant") == variant:
+        return make_params(variant, **saved.get("params", {}))
+    context = getattr(config, "expspan_pretrain_context", None) or getattr(config, "max_position_embeddings", None)
+    return make_params(variant, **fitted_defaults(variant, context))
+
+
+def _module_params(module: nn.Module, variant: str) -> Any:
+    current, params = getattr(module, "_expspan_attention", ("full", None))
+    if current == variant:
+        return params
+    config = getattr(module, "config", None)
+    if config is None:
+        raise ExpspanError(f"{type(module).__name__} has no config to read {variant!r} parameters from",
+                           hint="switch the model with expspan_cli.attention.set_attention(model, variant, ...)")
+    params = saved_attention(config, variant)
+    module._expspan_attention = (variant, params)
+    return params
 
 
 def module_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     padding: torch.Tensor | None, scaling: float | None) -> torch.Tensor:
-    """What an attention layer computes under the variant `set_attention` gave it ([B, Hq, Lq, D]); shared by the
-    transformers hook and the mamba-ssm backend's attention layers. Keys are the whole cache when decoding."""
-    variant, params = getattr(module, "_expspan_attention", ("full", None))
+                     padding: torch.Tensor | None, scaling: float | None, variant: str | None = None) -> torch.Tensor:
+    """What an attention layer computes ([B, Hq, Lq, D]) under `variant` (the registered implementation that called
+    it), or, when None, under the variant `set_attention` gave it; shared by the transformers hook and the mamba-ssm
+    backend's attention layers. Keys are the whole cache when decoding."""
+    if variant is None:
+        variant, params = getattr(module, "_expspan_attention", ("full", None))
+    else:
+        params = _module_params(module, variant) if variant != "full" else None
     recorder = getattr(module, "_expspan_recorder", None)
     if variant == "se" and (query.shape[2] != key.shape[2] or not module.training):
         return _se_with_cache(module, params, query, key, value, padding, scaling, recorder)
@@ -59,7 +99,7 @@ def _se_with_cache(module, params: SEParams, q, k, v, padding, scale, recorder):
     kx, vx = expand_kv(k, heads), expand_kv(v, heads)
     if q.shape[2] == k.shape[2]:
         chunk = draw_chunk_size(params.chunk_sizes)
-        if params.causal_retrieval:
+        if params.causal_retrieval is not False:  # None: strictly causal at inference
             state = SEState.empty(chunk)
             out = se_decode(q, kx, vx, params, state, real, scale, recorder)
         else:
@@ -76,13 +116,16 @@ def _se_with_cache(module, params: SEParams, q, k, v, padding, scale, recorder):
     return se_decode(q, kx, vx, params, state, real, scale, recorder)
 
 
+_HOOKS = {variant: _hook_for(variant) for variant in IMPLEMENTATIONS}
+
+
 def register() -> None:
     """Register every variant with transformers (idempotent)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
-    for name in IMPLEMENTATIONS.values():
-        AttentionInterface.register(name, _hook)
+    for variant, name in IMPLEMENTATIONS.items():
+        AttentionInterface.register(name, _HOOKS[variant])
         AttentionMaskInterface.register(name, flash_attention_mask)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.options import coerce, parse_pairs
 
 VARIANTS = ("full", "se", "s2", "swa")
 SE_KERNELS = ("lse_merge", "flex")
@@ -26,7 +28,9 @@ class SEParams:
     top_k: int = 8
     retrieval: str = "per_head"  # "per_head": each query head ranks blocks itself; "shared": scores summed over heads
     memory: str = "relevancy"  # "relevancy" (SE-Attn) | "random" (SE-Attn-Random) | "none" (SE-Attn-NoMem)
-    causal_retrieval: bool = False  # True: each query ranks blocks with its chunk's queries up to itself only
+    # True: each query ranks blocks with its chunk's queries up to itself only (no peeking at later tokens).
+    # None: the paper's chunk-level ranking while training, strictly causal at inference (evaluation, generation).
+    causal_retrieval: bool | None = None
     kernel: str = "lse_merge"  # paper-mode attention after retrieval: "lse_merge" (flash calls merged by lse) | "flex"
 
     def __post_init__(self) -> None:
@@ -72,7 +76,8 @@ PARAMS = {"full": FullParams, "se": SEParams, "s2": S2Params, "swa": SWParams}
 
 
 def make_params(variant: str, **values: Any) -> Any:
-    """Build the parameter object of `variant`; unknown variants and fields are user errors."""
+    """Build the parameter object of `variant`; unknown variants and fields, and values of the wrong type, are user
+    errors. Text values (from the command line) are converted to each field's type."""
     if variant not in PARAMS:
         raise ExpspanError(f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
     cls = PARAMS[variant]
@@ -80,13 +85,57 @@ def make_params(variant: str, **values: Any) -> Any:
     unknown = sorted(set(values) - known)
     require(not unknown, f"{variant}: unknown parameter(s) {', '.join(unknown)}",
             hint=f"{variant} takes {', '.join(sorted(known)) or 'no parameters'}")
+    hints = typing.get_type_hints(cls)
+    typed = {name: coerce(value, hints[name], f"{variant}: {name}") for name, value in values.items()}
     try:
-        return cls(**values)
+        return cls(**typed)
     except (TypeError, ValueError) as err:
         raise ExpspanError(f"{variant}: {err}") from err
 
 
+def parse_attn_params(variant: str, items: list[str] | None, option: str = "--attn-param") -> dict[str, Any]:
+    """--attn-param KEY=VALUE items for `variant`, typed per field and validated: {field: value} of those given."""
+    given = parse_pairs(items, option)
+    make_params(variant, **given)
+    hints = typing.get_type_hints(PARAMS[variant])
+    return {name: _plain(coerce(value, hints[name], f"{variant}: {name}")) for name, value in given.items()}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def params_dict(params: Any) -> dict[str, Any]:
-    return asdict(params)
+    """The parameters as JSON-plain values (lists, not tuples), as records and configs store them."""
+    return {name: _plain(value) for name, value in asdict(params).items()}
 
 
+def fitted_defaults(variant: str, context: int | None) -> dict[str, Any]:
+    """The paper's settings scaled to a model pre-trained at `context` tokens (paper §4.3: pre-training 2048 ->
+    SE chunks {2048, 4096}, SW window 4096, fine-tuning at 8192): chunks of 1x and 2x the context, a window of 2x.
+    {} when the context is unknown or the variant has nothing to scale."""
+    if not context:
+        return {}
+    if variant == "se" and context % SEParams.block_size == 0:
+        return {"chunk_sizes": [context, 2 * context]}
+    if variant == "swa":
+        return {"window": 2 * context}
+    return {}
+
+
+def reduces_to_full(variant: str, params: Any, length: int) -> str | None:
+    """Why `variant` with `params` computes exactly full causal attention on `length`-token sequences (so a result
+    under its name would be full attention's), or None when it does not."""
+    if variant == "swa" and params.window >= length:
+        return f"swa: window {params.window} covers the whole {length}-token sequence"
+    if variant == "s2" and int(length * params.group_size_ratio) >= length:
+        return f"s2: group_size_ratio {params.group_size_ratio} makes one group of the whole {length}-token sequence"
+    if variant == "se":
+        for chunk in params.chunk_sizes:
+            if chunk >= length:
+                return f"se: chunk size {chunk} covers the whole {length}-token sequence"
+            past_blocks = ((-(-length // chunk) - 1) * chunk) // params.block_size
+            if params.memory != "none" and params.top_k >= past_blocks:
+                return (f"se: top_k {params.top_k} retrieves all {past_blocks} past blocks of {params.block_size} "
+                        f"tokens of every chunk of {chunk} in a {length}-token sequence")
+    return None

@@ -14,7 +14,9 @@ MODEL = typer.Option(..., "--model", help="Preset, local model directory, hub id
 ADAPTER = typer.Option(None, "--adapter", help="A saved expspan adapter directory to apply to --model.")
 TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer directory overriding the model's own.")
 ATTN = typer.Option("full", "--attn", help="Attention at evaluation: full (the paper's default), se, s2, swa.")
-ATTN_PARAM = typer.Option(None, "--attn-param", help="Attention parameter KEY=VALUE (repeatable), e.g. top_k=8.")
+ATTN_PARAM = typer.Option(None, "--attn-param", help="Attention parameter KEY=VALUE (repeatable), e.g. top_k=8; "
+                          "unset ones come from the model's config (what it was trained with). SE runs strictly "
+                          "causal retrieval unless causal_retrieval=false.")
 OUT = typer.Option(Path("runs/eval"), "--out", help="Directory the JSON record is written to (never overwritten).")
 EXTRAPOLATE = typer.Option(False, "--allow-extrapolation", help="Allow lengths beyond the model's max positions.")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
@@ -41,11 +43,12 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
          device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Perplexity of the prepared evaluation split at each context length."""
-    from expspan_cli.eval.loading import parse_attn_params, parse_lengths
+    from expspan_cli.attention.params import parse_attn_params
+    from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.pg19 import evaluate_pg19
 
     _done(evaluate_pg19(model, data, parse_lengths(lengths), out, split=split, protocol=protocol, stride=stride,
-                        attn=attn, attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                        attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
                         batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
                         device=device, quiet=quiet))
 
@@ -73,13 +76,14 @@ def ruler(model: str = MODEL,
           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """RULER accuracy per task and length, the paper's groups and the average (greedy decoding)."""
-    from expspan_cli.eval.loading import parse_attn_params, parse_lengths
+    from expspan_cli.attention.params import parse_attn_params
+    from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.ruler.run import evaluate_ruler
 
     qa_files = {k: v for k, v in (("squad", qa_squad), ("hotpotqa", qa_hotpotqa)) if v}
     _done(evaluate_ruler(model, parse_lengths(lengths), out, tasks=tasks, samples=samples, seed=seed,
                          haystack=haystack, data=data, split=split, qa_files=qa_files, attn=attn,
-                         attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                         attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
                          inspect_retrieval=inspect, oracle=oracle, cache_dir=cache,
                          allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
 
@@ -98,10 +102,10 @@ def harness(model: str = MODEL,
             attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
             tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
     """lm-eval tasks through its simple_evaluate on the loaded model."""
+    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.harness import evaluate_harness
-    from expspan_cli.eval.loading import parse_attn_params
 
     _done(evaluate_harness(model, tasks, out, include_path=include_path, num_fewshot=num_fewshot, limit=limit,
                            batch_size=batch_size, max_length=max_length, attn=attn,
-                           attn_params=parse_attn_params(attn_param), adapter=adapter, tokenizer=tokenizer,
+                           attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
                            seed=seed, device=device))

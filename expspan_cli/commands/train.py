@@ -10,21 +10,6 @@ import typer
 from expspan_cli.errors import ExpspanError
 
 
-def _attn_params(pairs: list[str] | None) -> dict | None:
-    """KEY=VALUE pairs (values parsed as YAML: numbers, lists like [256,512], booleans)."""
-    if not pairs:
-        return None
-    import yaml
-
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ExpspanError(f"--attn-param {pair!r} is not KEY=VALUE", hint="e.g. --attn-param chunk_sizes=[256,512]")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
-
-
 def _curriculum(text: str | None) -> list | None:
     """The phases as YAML, e.g. "[{steps: 600, row_len: 64, copy: 1.0}, {row_len: 256, copy: 0.5}]"."""
     if text is None:
@@ -41,7 +26,9 @@ def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options
     from expspan_cli.recipe import build_recipe
     from expspan_cli.train.run import run_training
 
-    options["attn_params"] = _attn_params(options.pop("attn_param"))
+    from expspan_cli.options import parse_pairs
+
+    options["attn_params"] = parse_pairs(options.pop("attn_param"), "--attn-param") or None
     run = run_training(build_recipe(recipe, **options), out, kind=kind, resume=resume)
     typer.echo(f"run complete: {run}")
 
@@ -84,8 +71,10 @@ def pretrain(out: Path = Out, data: Optional[str] = Data, model: Optional[str] =
 
 
 def finetune(out: Path = Out, data: Optional[str] = Data,
-             model: Optional[str] = typer.Option(None, "--model", help="preset, hub id, model directory or pretrain "
-                                                 "run [tiny-hybrid]"),
+             model: Optional[str] = typer.Option(None, "--model", help="the base: a model directory, hub id, "
+                                                 "`expspan pretrain` run or preset (required)"),
+             random_base: bool = typer.Option(False, "--random-base", help="allow a random-init preset as the base "
+                                              "(benchmarks); marked in the manifest and reports"),
              tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="tokenizer to load the model with "
                                                      "[the model's own]"),
              method: Optional[str] = typer.Option(None, "--method", help="full | lora | lora+ | hylora | longlora "
@@ -93,7 +82,9 @@ def finetune(out: Path = Out, data: Optional[str] = Data,
              attn: Optional[str] = typer.Option(None, "--attn", help="full | se | s2 | swa [se]"),
              attn_param: Optional[list[str]] = typer.Option(None, "--attn-param", help="KEY=VALUE for the attention "
                                                             "(se: chunk_sizes, block_size, top_k; s2: "
-                                                            "group_size_ratio; swa: window); repeatable"),
+                                                            "group_size_ratio; swa: window); repeatable. Unset: "
+                                                            "the paper's, scaled to the base's pre-training context "
+                                                            "(SE chunks 1x and 2x it, SW window 2x)"),
              seq_len: Optional[int] = SeqLen, max_steps: Optional[int] = MaxSteps,
              save_steps: Optional[int] = SaveSteps, lr: Optional[float] = Lr, seed: Optional[int] = Seed,
              lora_r: Optional[int] = typer.Option(None, "--lora-r", help="LoRA rank [32 hybrids, 8 transformers]"),
@@ -113,7 +104,8 @@ def finetune(out: Path = Out, data: Optional[str] = Data,
             rope_scaling = float(rope_scaling)
         except ValueError:
             raise ExpspanError(f"--rope-scaling {rope_scaling!r} is not auto, none or a number") from None
-    _train("finetune", out, recipe, resume, data=data, model=model, tokenizer=tokenizer, method=method, attn=attn, attn_param=attn_param,
+    _train("finetune", out, recipe, resume, data=data, model=model, random_base=random_base or None,
+           tokenizer=tokenizer, method=method, attn=attn, attn_param=attn_param,
            seq_len=seq_len, max_steps=max_steps, save_steps=save_steps, lr=lr, seed=seed, lora_r=lora_r,
            lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets or None,
            rope_scaling=rope_scaling, per_device_batch_size=batch_size, grad_accum=grad_accum,
@@ -123,11 +115,15 @@ def finetune(out: Path = Out, data: Optional[str] = Data,
 
 def export(run: Path = typer.Argument(..., help="a completed pretrain/finetune run directory"),
            out: Path = typer.Option(..., "--out", help="directory for the merged transformers model"),
+           records: Optional[list[Path]] = typer.Option(None, "--records", help="directory of `expspan eval` "
+                                                        "records to put in the model card (repeatable; the run's "
+                                                        "own directory is always searched)"),
            force: bool = typer.Option(False, "--force", help="replace an existing --out")) -> None:
-    """Write a run's model (base + trained tensors + merged LoRA) as a standalone transformers model."""
+    """Write a run's model (base + trained tensors + merged LoRA) as a standalone transformers model with a model
+    card; its config records the fine-tuned context and the attention it was trained with."""
     from expspan_cli.train.export import export_run
 
-    typer.echo(f"exported: {export_run(run, out, force)}")
+    typer.echo(f"exported: {export_run(run, out, force, records)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -100,5 +100,5 @@ def check_tokenizer(prepared: PreparedData, tokenizer_or_hash: Any) -> None:
         raise ExpspanError(f"tokenizer mismatch: {prepared.path} was tokenized with "
                            f"{prepared.manifest['tokenizer']['name']} (hash {prepared.tokenizer_hash}), the model's "
                            f"tokenizer has hash {theirs}",
-                           hint=f"load the model with --tokenizer {prepared.path / 'tokenizer'}, or prepare the data "
-                           "again with the model's tokenizer")
+                           hint="prepare the data again with the model's tokenizer (`expspan prepare ... --tokenizer "
+                           "MODEL`): the model's embedding rows stand for its own tokenizer's ids")

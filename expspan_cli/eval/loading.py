@@ -7,17 +7,13 @@ from typing import Any
 
 import torch
 
-from expspan_cli.errors import ExpspanError
+from expspan_cli.errors import ExpspanError, require
+from expspan_cli.options import parse_int_list
 
 
 def parse_lengths(text: str | list[int]) -> list[int]:
-    items = text if isinstance(text, list) else [t for t in str(text).replace(" ", "").split(",") if t]
-    try:
-        lengths = [int(str(t).lower().replace("k", "")) * (1024 if "k" in str(t).lower() else 1) for t in items]
-    except ValueError:
-        raise ExpspanError(f"--lengths must be a comma list of integers (e.g. 2048,8192 or 2k,8k), got {text!r}") \
-            from None
-    if not lengths or min(lengths) <= 0:
+    lengths = parse_int_list(text, "--lengths")
+    if min(lengths) <= 0:
         raise ExpspanError(f"--lengths must list positive lengths, got {text!r}")
     return lengths
 
@@ -39,15 +35,27 @@ def load_for_eval(spec: str, adapter: str | None = None, tokenizer: str | None =
     return model.eval(), tok
 
 
-def apply_attention(model: Any, variant: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Switch the model to `variant` unless it is full attention; returns what the record says about it."""
+def apply_attention(model: Any, variant: str, params: dict[str, Any], lengths: list[int]) -> dict[str, Any]:
+    """Switch the model to `variant` (parameters: those given, over the ones its config saves for that variant, over
+    the paper's settings scaled to its context); returns what the record says about it: every parameter, SE's
+    retrieval mode (strictly causal at inference unless `causal_retrieval` is given), and the lengths at which the
+    variant computes exactly full attention (legitimate at short lengths; reports mark them)."""
     from expspan_cli.attention import current_attention, set_attention
-    from expspan_cli.attention.params import params_dict
+    from expspan_cli.attention.hf import saved_attention
+    from expspan_cli.attention.params import params_dict, reduces_to_full
 
-    if variant != "full" or params:
-        set_attention(model, variant, **params)
+    if variant != "full":
+        set_attention(model, variant, **{**params_dict(saved_attention(model.config, variant)), **params})
     name, parsed = current_attention(model)
-    return {"variant": variant, "params": params_dict(parsed) if parsed is not None else {}, "active": name}
+    described: dict[str, Any] = {"variant": variant, "params": params_dict(parsed) if parsed is not None else {},
+                                 "active": name}
+    if variant == "se":
+        described["retrieval"] = "paper" if parsed.causal_retrieval is False else "causal"
+    if parsed is not None:
+        full = {str(n): reason for n in lengths if (reason := reduces_to_full(variant, parsed, n))}
+        if full:
+            described["full_attention_at"] = full
+    return described
 
 
 def max_positions(model: Any) -> int | None:
@@ -72,28 +80,17 @@ def model_identity(spec: str, model: Any, tokenizer: Any) -> dict[str, Any]:
             "tokenizer_hash": tokenizer_hash(tokenizer), "name_or_path": getattr(config, "_name_or_path", None)}
 
 
-def parse_attn_params(items: list[str] | None) -> dict[str, Any]:
-    """KEY=VALUE pairs (values read as JSON when they parse, e.g. chunk_sizes=[2048,4096], else as text)."""
-    import json
-
-    params: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ExpspanError(f"--attn-param takes KEY=VALUE, got {item!r}", hint="e.g. --attn-param top_k=8")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
-
-
 def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: str, attn_params: dict[str, Any],
                   lengths: list[int], allow_extrapolation: bool, device: str | None = None
                   ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """(model, tokenizer, model identity, attention description), lengths checked against the model's positions."""
+    from expspan_cli.attention import make_params
+
+    if attn == "full":
+        require(not attn_params, "attention 'full' takes no --attn-param", hint="drop them or pick --attn se/s2/swa")
+    make_params(attn, **attn_params)  # before the model loads: a bad parameter is one line, at once
     model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device)
     check_lengths(model, lengths, allow_extrapolation)
-    attention = apply_attention(model, attn, attn_params)
+    attention = apply_attention(model, attn, attn_params, lengths)
     torch.manual_seed(0)  # SE-Attn draws a chunk size per layer call: the same draws make an evaluation repeatable
     return model, tok, model_identity(spec, model, tok), attention

@@ -52,7 +52,8 @@ def evaluate_pg19(model: str, data: str | Path, lengths: list[int], out: str | P
             results[str(length)] = perplexity(net, stream, length, protocol, stride, batch_size, advance)
     metrics = {"ppl": {n: r["ppl"] for n, r in results.items()}, "by_length": results, "protocol": protocol}
     config = {"data": str(data), "split": split, "lengths": lengths, "protocol": protocol,
-              "stride": stride if protocol == "strided" else LONGLORA_STEP,  # None: half of each length "batch_size": batch_size,
+              "stride": stride if protocol == "strided" else LONGLORA_STEP,  # None: half of each length
+              "batch_size": batch_size,
               "max_tokens": max_tokens, "allow_extrapolation": allow_extrapolation, "attn": attn,
               "attn_params": attn_params or {}, "data_tokenizer_hash": prepared.tokenizer_hash}
     return write_record(out, "pg19", metrics, config, identity, adapter, attention, time.perf_counter() - start)

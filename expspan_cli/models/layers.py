@@ -17,12 +17,18 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     return attention_modules(model)
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module PEFT wrapped to train a copy of it (`modules_to_save`), else the module itself."""
+    return module.original_module if hasattr(module, "original_module") and hasattr(module, "modules_to_save") \
+        else module
+
+
 def ssm_mixers(model: nn.Module) -> dict[str, nn.Module]:
     """Mamba mixers by qualified name: modules that hold a depthwise `conv1d` next to an `in_proj` and are not
     attention layers (mamba-ssm's attention has a qkv conv1d too; HyLoRA trains the SSM ones)."""
     attention = {id(m) for m in _attention_modules(model)}
     return {name: mod for name, mod in model.named_modules()
-            if isinstance(getattr(mod, "conv1d", None), nn.Conv1d) and hasattr(mod, "in_proj")
+            if isinstance(unwrap(getattr(mod, "conv1d", nn.Identity())), nn.Conv1d) and hasattr(mod, "in_proj")
             and id(mod) not in attention}
 
 
@@ -44,12 +50,18 @@ def is_norm(module: nn.Module) -> bool:
 
 
 def parameter_groups(model: nn.Module) -> dict[str, str]:
-    """Group of every (deduplicated) parameter by qualified name: lora, embeddings, norms, conv1d or other."""
-    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    conv_ids = {id(m.conv1d) for m in ssm_mixers(model).values()}
+    """Group of every (deduplicated) parameter the model runs, by qualified name: lora, embeddings, norms, conv1d or
+    other. PEFT's frozen originals of the modules it trains copies of (`original_module`) run nowhere: left out."""
+    embed = unwrap(model.get_input_embeddings()) if hasattr(model, "get_input_embeddings") else None
+    conv_ids = {id(unwrap(m.conv1d)) for m in ssm_mixers(model).values()}
     groups: dict[str, str] = {}
     for name, _ in model.named_parameters():
-        owner = model.get_submodule(name.rpartition(".")[0])
+        if ".original_module." in f".{name}":
+            continue
+        path = name.rpartition(".")[0]
+        if ".modules_to_save." in f".{path}":  # a trained copy: classify it as the module it copies
+            path = path.split(".modules_to_save.")[0]
+        owner = unwrap(model.get_submodule(path))
         if ".lora_" in f".{name}":
             groups[name] = "lora"
         elif owner is embed:

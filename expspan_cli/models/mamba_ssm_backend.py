@@ -114,6 +114,9 @@ class MambaSSMForCausalLM(nn.Module):
         fields = dataclasses.asdict(mamba_config)
         self.config = tf.PretrainedConfig(**fields, tie_word_embeddings=fields.get("tie_embeddings", True))
         self.config.model_type = "mamba_ssm"
+        # transformers' tied-weight map, which PEFT reads to keep a trained embedding copy tied to the output head
+        self._tied_weights_keys = {"lm_head.weight": "backbone.embedding.weight"} if mamba_config.tie_embeddings \
+            else {}
 
     @property
     def device(self) -> torch.device:
@@ -121,6 +124,9 @@ class MambaSSMForCausalLM(nn.Module):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.embedding
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
 
     def tie_weights(self) -> None:
         """As mamba-ssm's: the output head shares the embedding matrix when the config ties them (lm-eval calls it)."""

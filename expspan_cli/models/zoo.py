@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,12 @@ import torch
 import transformers as tf
 
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.models.adapter import ADAPTER_INFO, read_adapter_info, restore_adapter
 from expspan_cli.models.mamba_ssm_backend import is_mamba_ssm_checkpoint
 from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
 
 _OFFLINE_HINT = ("offline, pass a local model directory (download it where there is network with `hf download "
                  "{spec} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the local cache")
-ADAPTER_INFO = "expspan_adapter.json"  # next to a PEFT adapter: the base model spec and config overrides it needs
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,35 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def is_random_preset(spec: str) -> bool:
+    """A preset built locally from random init (no trained weights behind it)."""
+    return spec in PRESETS and PRESETS[spec].hub_id is None
+
+
+def pretrain_context(spec: str, config: Any) -> int | None:
+    """The context the model was pre-trained at: what a fine-tuned model's config records, else the preset's, else
+    the config's max positions (None when nothing says)."""
+    recorded = getattr(config, "expspan_pretrain_context", None)
+    if recorded:
+        return int(recorded)
+    if spec in PRESETS and PRESETS[spec].pretrain_context:
+        return PRESETS[spec].pretrain_context
+    return getattr(config, "max_position_embeddings", None)
+
+
+def plain_source(spec: str) -> str | None:
+    """Where plain transformers loads `spec` from as expspan does (an absolute path or a hub id), or None when it
+    cannot: a random-init preset, a mamba-ssm preset, or a run whose model is an adapter still to merge."""
+    spec = str(spec)
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        return preset.hub_id if preset.hub_id and preset.backend == "transformers" else None
+    final = _run_final(spec)
+    if final is not None:
+        return None if (final / ADAPTER_INFO).exists() else str(final.resolve())
+    return str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+
+
 def _dtype(dtype: Any) -> torch.dtype | None:
     names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "fp32": torch.float32, "float32": torch.float32}
@@ -61,10 +89,14 @@ def _load_tokenizer(source: str | Path) -> tf.PreTrainedTokenizerBase:
         raise ExpspanError(f"cannot load a tokenizer from {source}: {str(err).splitlines()[0]}") from err
 
 
+def set_config(config: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        setattr(config, key, value)
+
+
 def _config_with(source: str, overrides: dict[str, Any] | None) -> tf.PretrainedConfig:
     config = tf.AutoConfig.from_pretrained(source)
-    for key, value in (overrides or {}).items():
-        setattr(config, key, value)
+    set_config(config, overrides or {})
     return config
 
 
@@ -120,17 +152,13 @@ def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, devi
         else:
             spec = str(final)
     if adapter is not None:
-        info_path = Path(adapter) / ADAPTER_INFO
-        if not info_path.exists():
-            raise ExpspanError(f"{adapter} is not an expspan adapter directory (no {ADAPTER_INFO})")
-        info = json.loads(info_path.read_text())
+        info = read_adapter_info(adapter)
         base_spec = spec or info["base_model"]
         overrides = {**info.get("config_overrides", {}), **(config_overrides or {})}
         model, tok = load_model(base_spec, dtype=dtype, tokenizer=tokenizer or adapter,
                                 config_overrides=overrides, seed=info.get("seed", seed))
-        from expspan_cli.train.adapters import restore_adapter
-
         model = restore_adapter(model, adapter)
+        set_config(model.config, info.get("config", {}))
         if tokenizer is None and (Path(adapter) / "tokenizer_config.json").exists():
             tok = _load_tokenizer(adapter)
     elif spec in PRESETS:
@@ -175,10 +203,10 @@ def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedCon
     if final is not None:
         if not (final / ADAPTER_INFO).exists():
             return None if is_mamba_ssm_checkpoint(final) else _config_with(str(final), None)
-        info = json.loads((final / ADAPTER_INFO).read_text())
+        info = read_adapter_info(final)
         config = model_config(info["base_model"], tokenizer=tokenizer or str(final))
-        for key, value in info.get("config_overrides", {}).items():
-            setattr(config, key, value)
+        if config is not None:
+            set_config(config, {**info.get("config_overrides", {}), **info.get("config", {})})
         return config
     if spec in PRESETS:
         preset = PRESETS[spec]

@@ -272,6 +272,12 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
         _check_train(pretrain, "pretrain")
         pretrain["data"] = pre_data
     rows = _rows(raw, finetune)
+    from expspan_cli.models.zoo import is_random_preset
+
+    require(pretrain is not None or not any(r.train for r in rows) or not is_random_preset(model)
+            or finetune.get("random_base") is True, f"recipe field finetune.model: preset {model!r} is random-init "
+            "and the recipe pre-trains nothing", hint="add a pretrain section, name a pre-trained finetune.model, or "
+            "set finetune.random_base: true to fine-tune random weights on purpose")
     require(bool(rows) or raw.get("bench") is not None, "the recipe has nothing to run",
             hint="add a grid of fine-tuning runs, a baseline, or a bench section")
     require(not rows or train_data in data, f"recipe field finetune.data names no dataset: {train_data!r}",

@@ -55,6 +55,26 @@ def _status(col: Collection) -> list[str]:
     return lines or ["- Every stage of the recipe is complete; no record was skipped."]
 
 
+def _attention_notes(col: Collection) -> list[str]:
+    """How each evaluation that ran a sparse variant ran: SE's retrieval mode, and the lengths at which the variant
+    computed exactly full attention (so its cells there are full attention's, legitimately)."""
+    lines = []
+    for entry in col.entries:
+        attention = entry.record.get("attention") or {}
+        if not isinstance(attention, dict) or attention.get("variant", "full") == "full":
+            continue
+        said = [f"{attention['variant']}"]
+        if attention.get("retrieval"):
+            said.append(f"retrieval {attention['retrieval']}" + (" (each query ranks blocks with its chunk's "
+                        "queries up to itself)" if attention["retrieval"] == "causal" else
+                        " (the paper's chunk-level ranking, which sees the chunk's later tokens)"))
+        full = attention.get("full_attention_at") or {}
+        if full:
+            said.append(f"full attention at {', '.join(full)} tokens ({next(iter(full.values()))})")
+        lines.append(f"- {entry.label} · {entry.job}: " + "; ".join(said) + ".")
+    return lines
+
+
 def render_readme(col: Collection, frame: pd.DataFrame, checks: list[Check], figures: dict[str, str],
                   training: pd.DataFrame, groups: pd.DataFrame, timing: dict[str, Any] | None) -> str:
     recipe = col.recipe
@@ -69,6 +89,9 @@ def render_readme(col: Collection, frame: pd.DataFrame, checks: list[Check], fig
             "fact's value when it is queried, by fact-to-query distance in tokens (synthetic corpus), RULER columns "
             "the average accuracy (%) of the RULER tasks at each length. `—`: no record.", "", to_markdown(frame),
             "Also as [CSV](comparison.csv) and [LaTeX](comparison.tex).", ""]
+    notes = _attention_notes(col)
+    if notes:
+        out += ["Evaluations with a sparse attention at inference:", ""] + notes + [""]
     paper = (recipe.paper if recipe else {}) or {}
     for key in paper.get("compare", []):
         published = PUBLISHED.get(key)

@@ -128,6 +128,15 @@ def _collect_loose(directory: Path, col: Collection) -> None:
             col.entries.append(Entry(row, row, obj["kind"], obj["kind"], obj, path))
 
 
+def _mark_random_bases(col: Collection) -> None:
+    """Every row fine-tuned from random-init weights says so in its label, wherever the row is shown."""
+    marked = {row for row, manifest in col.training.items() if manifest.get("random_base")}
+    col.rows = [(name, f"{label} (random base)" if name in marked else label) for name, label in col.rows]
+    labels = dict(col.rows)
+    for entry in col.entries:
+        entry.label = labels.get(entry.row, entry.label)
+
+
 def collect(paths: list[str | Path]) -> Collection:
     """Everything the report shows, from reproduction run directories, folders of loose eval records, or bench JSON
     files; several run directories of one recipe (shards from several machines) are merged."""
@@ -162,6 +171,7 @@ def collect(paths: list[str | Path]) -> Collection:
             if rows is None and obj is not None:
                 col.problems.append(f"{p}: neither a run directory nor benchmark rows, skipped")
             col.bench += rows or []
+    _mark_random_bases(col)
     # A stage complete in any shard's directory is neither missing nor partial.
     col.missing = sorted(set(col.missing) - set(col.stages), key=col.missing.index)
     col.partial = sorted(set(col.partial) - set(col.stages), key=col.partial.index)

@@ -1,5 +1,7 @@
-"""Fine-tuning methods (full, lora, lora+, hylora) with exact semantics, the trainable-parameter table, and saving /
-restoring what a method trained (LoRA adapter + every non-LoRA trained tensor)."""
+"""Fine-tuning methods (full, lora, lora+, hylora) with exact semantics, the trainable-parameter table, and saving
+what a method trained as one standard PEFT adapter: LoRA on the attention projections, and the modules a method
+trains fully (embeddings, norms, SSM conv1d) as PEFT `modules_to_save`, so plain PEFT loads exactly the trained
+model (the reading side is models/adapter.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from rich.table import Table
 from torch import nn
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.models.layers import attention_projection_names, parameter_groups, ssm_mixers
+from expspan_cli.models.adapter import ADAPTER_INFO
+from expspan_cli.models.layers import attention_projection_names, is_norm, parameter_groups, ssm_mixers
 
-TRAINED_TENSORS = "trained_tensors.safetensors"  # non-LoRA tensors a method trains (embeddings, norms, conv1d)
 GROUPS = ("lora", "embeddings", "norms", "conv1d", "other")
 
 
@@ -64,24 +66,48 @@ def apply_method(model: nn.Module, method: str, *, r: int | None = None, alpha: 
                 f"{'/'.join(targets)} projection in an attention layer",
                 hint="use --method full, or a model with attention layers")
         r = r or default_rank(model)
+        full, tied = fully_trained_modules(model, spec.full_groups)
         config = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=names, bias="none",
-                            task_type="CAUSAL_LM")
+                            task_type="CAUSAL_LM", modules_to_save=full or None, ensure_weight_tying=tied)
         model = get_peft_model(model, config)
+        if tied:
+            out = model.get_output_embeddings()
+            require(out is not None and out.weight is model.get_input_embeddings().weight,
+                    f"{type(model.get_base_model()).__name__} ties its output head to its embeddings, and PEFT did "
+                    "not tie their trained copies", hint="use a model with untied embeddings, or --method lora")
     groups = parameter_groups(model)
     for name, param in model.named_parameters():
-        group = groups[name]
+        group = groups.get(name)  # None: a frozen original PEFT keeps beside its trained copy
         param.requires_grad_(group == "lora" or group in spec.full_groups)
     require(any(p.requires_grad for p in model.parameters()), f"method {method!r} would train nothing on this model")
     return model
 
 
+def fully_trained_modules(model: nn.Module, groups: tuple[str, ...]) -> tuple[list[str], bool]:
+    """(qualified names of the modules in `groups` to train fully, whether the embeddings are tied to the output
+    head). A tied output head is listed too, so PEFT keeps its trained copy tied to the embedding's."""
+    embed = model.get_input_embeddings()
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    tied = "embeddings" in groups and output is not None and output.weight is embed.weight
+    names = []
+    for name, module in model.named_modules():
+        if ("embeddings" in groups and (module is embed or (tied and module is output))) or \
+                ("norms" in groups and is_norm(module) and any(True for _ in module.parameters(recurse=False))):
+            names.append(name)
+    if "conv1d" in groups:
+        names += [f"{name}.conv1d" for name in ssm_mixers(model)]
+    return names, tied
+
+
 def trainable_table(model: nn.Module) -> list[dict[str, Any]]:
-    """Rows {group, trainable, total, percent}: trainable parameters per group, percent of all parameters."""
+    """Rows {group, trainable, total, percent}: trainable parameters per group, percent of all parameters the model
+    runs (PEFT's frozen originals of fully trained modules are not counted twice)."""
     groups = parameter_groups(model)
-    total_all = sum(p.numel() for p in model.parameters())
+    running = [(n, p) for n, p in model.named_parameters() if n in groups]
+    total_all = sum(p.numel() for _, p in running)
     rows = []
     for group in GROUPS:
-        params = [p for n, p in model.named_parameters() if groups[n] == group]
+        params = [p for n, p in running if groups[n] == group]
         trainable = sum(p.numel() for p in params if p.requires_grad)
         rows.append({"group": group, "trainable": trainable, "total": sum(p.numel() for p in params),
                      "percent": 100.0 * trainable / total_all})
@@ -100,49 +126,12 @@ def print_trainable_table(rows: list[dict[str, Any]], method: str, console: Cons
     (console or Console()).print(table)
 
 
-def _base(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def save_trained_tensors(model: nn.Module, directory: str | Path) -> None:
-    """Write every trained non-LoRA tensor of a PEFT model, by base-model name (PEFT saves only the adapter)."""
-    from safetensors.torch import save_file
-
-    groups = parameter_groups(_base(model))
-    tensors = {n: p.detach().cpu().contiguous().clone() for n, p in _base(model).named_parameters()
-               if p.requires_grad and groups[n] != "lora"}
-    save_file(tensors, str(Path(directory) / TRAINED_TENSORS))
-
-
-def load_trained_tensors(model: nn.Module, directory: str | Path) -> None:
-    """Copy the tensors `save_trained_tensors` wrote into `model` (a base or PEFT model); every one must match."""
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(Path(directory) / TRAINED_TENSORS))
-    params = dict(_base(model).named_parameters())
-    missing = sorted(set(tensors) - set(params))
-    require(not missing, f"{directory}: trained tensors do not fit this model (e.g. {missing[:3]})")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            require(params[name].shape == value.shape, f"{directory}: {name} has shape {tuple(value.shape)}, the "
-                    f"model's is {tuple(params[name].shape)}")
-            params[name].copy_(value)
-
-
-def save_adapter(model: nn.Module, directory: str | Path, info: dict[str, Any]) -> None:
-    """A PEFT model's adapter, its trained non-LoRA tensors and `info` (base model spec, config overrides, seed)."""
-    from expspan_cli.models.zoo import ADAPTER_INFO
+def save_adapter(model: nn.Module, directory: str | Path, base: str, info: dict[str, Any]) -> None:
+    """A PEFT model as a standard adapter whose base is `base` (an absolute path or a hub id), plus `info`
+    (context, attention, method) for expspan's loader."""
     from expspan_cli.runs import atomic_write_json
 
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = base
     model.save_pretrained(str(directory))
-    save_trained_tensors(model, directory)
-    atomic_write_json(Path(directory) / ADAPTER_INFO, info)
-
-
-def restore_adapter(base: nn.Module, directory: str | Path) -> nn.Module:
-    """The model `save_adapter` saved: trained tensors into `base`, then the LoRA weights merged in."""
-    from peft import PeftModel
-
-    load_trained_tensors(base, directory)
-    return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
-
+    atomic_write_json(Path(directory) / ADAPTER_INFO, {"base_model": base, **info})

@@ -39,6 +39,7 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
     """Train each configuration for `steps` steps (batch 1, no accumulation) and return one row per configuration
     with tokens/s, peak memory and ratios to longlora and hylora+full; optionally write them as a record."""
     from expspan_cli.data import load_prepared
+    from expspan_cli.models.zoo import is_random_preset
     from expspan_cli.recipe import build_recipe
 
     require(steps >= 2, "--steps must be at least 2 (the first step is warm-up)")
@@ -49,7 +50,8 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="expspan-bench-") as tmp:
         for name, method, attn in chosen:
-            recipe = build_recipe(model=model, data=str(data), method=method, attn=attn,
+            recipe = build_recipe(model=model, random_base=is_random_preset(model), data=str(data), method=method,
+                                  attn=attn,
                                   attn_params=scaled_attention(attn, seq_len), max_steps=steps,
                                   save_steps=10 * steps, grad_accum=1, warmup_steps=1)
             out = Path(tmp) / name

@@ -71,20 +71,13 @@ def training_progress() -> Progress:
 
 
 class CompleteCheckpointCallback(TrainerCallback):
-    """After the Trainer saved checkpoint-N: add the trained non-LoRA tensors (PEFT saves only the adapter), then the
-    marker that makes the checkpoint count."""
+    """After the Trainer saved checkpoint-N (with PEFT, the adapter holds every trained tensor): the marker that
+    makes the checkpoint count."""
 
-    def __init__(self, peft: bool):
-        self.peft = peft
-
-    def on_save(self, args, state, control, model=None, **kwargs):
+    def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.peft:
-            from expspan_cli.train.adapters import save_trained_tensors
-
-            save_trained_tensors(model, directory)
         atomic_write_text(directory / COMPLETE, f"{state.global_step}\n")
 
 

@@ -22,6 +22,7 @@ from expspan_cli.errors import ExpspanError, require
 from expspan_cli.recipe import TrainRecipe
 from expspan_cli.runs import atomic_dir, atomic_write_json, provenance, read_manifest, write_manifest
 
+BASE_SEED = 0  # a random-init preset fine-tuned on purpose is built with this seed (and rebuilt with it to load)
 RESUMABLE_CHANGES = {"max_steps", "save_steps", "save_total_limit", "logging_steps", "deepspeed"}
 
 
@@ -34,14 +35,26 @@ def _world_size() -> int:
 
 
 def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
-    """Fill what depends on other fields: a preset method's attention and lr; pre-training is full/full."""
-    from expspan_cli.attention import VARIANTS
+    """Fill what depends on other fields (a preset method's attention and lr; pre-training is full/full) and refuse
+    what would run under a wrong name: no base model, or a random-init one not asked for."""
+    from expspan_cli.attention import VARIANTS, make_params
+    from expspan_cli.models import PRESETS
+    from expspan_cli.models.zoo import is_random_preset
     from expspan_cli.train.adapters import get_method
 
     if kind == "pretrain":
         require(recipe.method in ("full", "hylora") and recipe.attn in (None, "full", "se"),
                 "pretrain trains every parameter with full attention", hint="drop --method/--attn")
         recipe.method, recipe.attn = "full", "full"
+        recipe.model = recipe.model or "tiny-hybrid"
+    else:
+        require(recipe.model is not None, "finetune needs a base model: pass --model", hint="a pre-trained model "
+                f"directory, hub id or `expspan pretrain` run, or a preset ({', '.join(PRESETS)}); pre-train a tiny "
+                "base with `expspan pretrain --model tiny-recall-hybrid --data DIR --out RUN`")
+        require(not is_random_preset(recipe.model) or recipe.random_base, f"preset {recipe.model!r} is random-init: "
+                "fine-tuning it would adapt weights that never learned anything", hint="pass a pre-trained base "
+                f"(`expspan pretrain --model {recipe.model} ...`, then --model RUN), or --random-base to fine-tune "
+                "random weights on purpose (benchmarks)")
     method = get_method(recipe.method)
     if method.attn:
         require(recipe.attn in (None, method.attn), f"method {recipe.method!r} is S2-Attn + lora+; it cannot run "
@@ -51,8 +64,50 @@ def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
     recipe.attn = recipe.attn or "se"
     if recipe.attn not in VARIANTS:
         raise ExpspanError(f"unknown attention {recipe.attn!r}", hint=f"one of {', '.join(VARIANTS)}")
+    if recipe.attn == "full":
+        require(not recipe.attn_params, "attention 'full' takes no attn_params",
+                hint="drop attn_params or pick --attn se/s2/swa")
+    make_params(recipe.attn, **recipe.attn_params)
     require(recipe.data is not None, "no training data given", hint="pass --data DIR (written by `expspan prepare`)")
     return recipe
+
+
+def fit_attention(recipe: TrainRecipe, context: int | None, seq_len: int) -> Any:
+    """The attention parameters the run trains with: those given, over the paper's settings scaled to the base's
+    pre-training `context`. Refused when they make the variant compute full attention on `seq_len` tokens, so a
+    run is never recorded under a name it does not run. Sets recipe.attn_params to every value that runs."""
+    from expspan_cli.attention.params import fitted_defaults, make_params, params_dict, reduces_to_full
+
+    if recipe.attn == "full":
+        return None
+    recipe.attn_params = {**fitted_defaults(recipe.attn, context), **recipe.attn_params}
+    params = make_params(recipe.attn, **recipe.attn_params)
+    reason = reduces_to_full(recipe.attn, params, seq_len)
+    if reason is not None:
+        raise ExpspanError(f"{reason}: this {recipe.attn} run would be full attention", hint=_what_fits(
+            recipe.attn, params, seq_len, context))
+    recipe.attn_params = params_dict(params)
+    return params
+
+
+def _what_fits(variant: str, params: Any, seq_len: int, context: int | None) -> str:
+    """A hint naming settings that do not degenerate on `seq_len` (checked, not guessed)."""
+    import dataclasses
+
+    from expspan_cli.attention.params import reduces_to_full
+
+    longer = "fine-tune at a longer --seq-len (the paper: 4x the pre-training context" + \
+        (f", {4 * context})" if context else ")")
+    if variant == "se":
+        for div in (4, 8, 16, 32):
+            sizes = (seq_len // div, seq_len // (div // 2))
+            if sizes[0] % params.block_size == 0 and sizes[0] > 0 and reduces_to_full(
+                    "se", dataclasses.replace(params, chunk_sizes=sizes), seq_len) is None:
+                return f"{longer}, or pass --attn-param chunk_sizes=[{sizes[0]},{sizes[1]}]"
+        return f"{longer}, or a smaller top_k than {params.top_k}"
+    if variant == "swa":
+        return f"{longer}, or pass --attn-param window={seq_len // 2}"
+    return "pass --attn-param group_size_ratio=0.25 (LongLoRA's)"
 
 
 def _rope_overrides(recipe: TrainRecipe, config: Any, seq_len: int, hybrid: bool) -> dict[str, Any]:
@@ -104,39 +159,46 @@ def _prepare_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> bool:
     return True
 
 
-def load_for_training(recipe: TrainRecipe, kind: str, prepared: Any, seq_len: int
-                      ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """The model to train (attention switched, before any adapter) with its tokenizer and config overrides."""
+def plan_base(recipe: TrainRecipe, kind: str, prepared: Any, seq_len: int) -> dict[str, Any]:
+    """What loading the base takes, known before any weight loads: its tokenizer, config overrides (RoPE scaling)
+    and pre-training context; the attention is fitted to that context here, so its errors come first."""
     import transformers as tf
 
-    from expspan_cli.attention import set_attention
-    from expspan_cli.models import PRESETS, load_model, model_config
+    from expspan_cli.models import PRESETS, model_config
     from expspan_cli.models.layers import ssm_mixers
+    from expspan_cli.models.zoo import is_random_preset, pretrain_context
     from expspan_cli.train.blocks import tokenizer_dir
 
     tokenizer = str(tokenizer_dir(prepared))
     if kind == "pretrain":
-        require(recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None,
-                f"pretrain builds a preset tiny model; {recipe.model!r} is not one",
-                hint=f"use --model {next(n for n, p in PRESETS.items() if p.hub_id is None)}")
-        overrides: dict[str, Any] = {"max_position_embeddings": seq_len}
-        model, tok = load_model(recipe.model, tokenizer=tokenizer, config_overrides=overrides, seed=recipe.seed)
-    else:
-        config = model_config(recipe.model, tokenizer=tokenizer)
-        with torch.device("meta"):
-            # config None: a mamba-ssm hybrid (the zoo builds no transformers config for those)
-            hybrid = config is None or bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
-        overrides = _rope_overrides(recipe, config, seq_len, hybrid)
-        local_preset = recipe.model in PRESETS and PRESETS[recipe.model].hub_id is None
-        model, tok = load_model(recipe.model, tokenizer=tokenizer if local_preset else recipe.tokenizer,
-                                config_overrides=overrides)
+        require(is_random_preset(recipe.model), f"pretrain builds a preset tiny model; {recipe.model!r} is not one",
+                hint=f"use --model {next(n for n in PRESETS if is_random_preset(n))}")
+        return {"tokenizer": tokenizer, "overrides": {"max_position_embeddings": seq_len}, "context": seq_len,
+                "params": None}
+    config = model_config(recipe.model, tokenizer=tokenizer)
+    with torch.device("meta"):
+        # config None: a mamba-ssm hybrid (the zoo builds no transformers config for those)
+        hybrid = config is None or bool(ssm_mixers(tf.AutoModelForCausalLM.from_config(config)))
+    context = pretrain_context(recipe.model, config)
+    return {"tokenizer": tokenizer if is_random_preset(recipe.model) else recipe.tokenizer,
+            "overrides": _rope_overrides(recipe, config, seq_len, hybrid), "context": context,
+            "params": fit_attention(recipe, context, seq_len), "transformers": config is not None}
+
+
+def load_for_training(recipe: TrainRecipe, kind: str, prepared: Any, base: dict[str, Any]
+                      ) -> tuple[torch.nn.Module, Any]:
+    """The model to train (attention switched, before any adapter) with its tokenizer."""
+    from expspan_cli.attention import set_attention
+    from expspan_cli.models import load_model
+
+    seed = recipe.seed if kind == "pretrain" else BASE_SEED
+    model, tok = load_model(recipe.model, tokenizer=base["tokenizer"], config_overrides=base["overrides"], seed=seed)
+    if kind != "pretrain":
         _check_vocab(prepared, tok, model)
     if recipe.attn != "full":
         set_attention(model, recipe.attn, **recipe.attn_params)
-    elif recipe.attn_params:
-        raise ExpspanError("attention 'full' takes no attn_params", hint="drop attn_params or pick --attn se/s2/swa")
     model.config.use_cache = False
-    return model, tok, overrides
+    return model, tok
 
 
 def _check_vocab(prepared: Any, tok: Any, model: torch.nn.Module) -> None:
@@ -157,7 +219,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     get wrong before the directory is created."""
     from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
-    from expspan_cli.train.adapters import apply_method, load_trained_tensors, print_trainable_table, trainable_table
+    from expspan_cli.train.adapters import apply_method, print_trainable_table, trainable_table
     from expspan_cli.train.blocks import collate, training_blocks
     from expspan_cli.train.callbacks import (CompleteCheckpointCallback, MetricsCallback, last_complete_checkpoint,
                                              training_progress, truncate_metrics)
@@ -165,8 +227,9 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     recipe = resolve_recipe(recipe, kind)
     run, data_dir = Path(out), Path(recipe.data)
     blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
+    base = plan_base(recipe, kind, prepared, seq_len)
     set_seed(recipe.seed)  # LoRA's init draws from the global RNG before the Trainer seeds it
-    model, tok, overrides = load_for_training(recipe, kind, prepared, seq_len)
+    model, tok = load_for_training(recipe, kind, prepared, base)
     model = apply_method(model, recipe.method, r=recipe.lora_r, alpha=recipe.lora_alpha,
                          dropout=recipe.lora_dropout, targets=tuple(recipe.lora_targets))
     peft = hasattr(model, "peft_config")
@@ -187,8 +250,6 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     metrics = run / "metrics.jsonl"
     if _is_main():
         truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
-    if checkpoint and peft:
-        load_trained_tensors(model, checkpoint)
     args = TrainingArguments(
         output_dir=str(ckpt_dir), max_steps=recipe.max_steps, per_device_train_batch_size=recipe.per_device_batch_size,
         gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.resolved_lr(),
@@ -201,7 +262,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
         ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available())
     tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
-                 CompleteCheckpointCallback(peft)] + _tensorboard(run)
+                 CompleteCheckpointCallback()] + _tensorboard(run)
     trainer = trainer_class(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     start = time.time()
@@ -212,7 +273,7 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
             shutil.rmtree(run, ignore_errors=True)
         raise
     if trainer.is_world_process_zero():
-        _finish(run, recipe, kind, trainer.model, tok, overrides, table, seq_len, data_dir, time.time() - start,
+        _finish(run, recipe, kind, trainer.model, tok, base, table, seq_len, data_dir, time.time() - start,
                 str(checkpoint) if checkpoint else None, peft)
     return run
 
@@ -230,33 +291,57 @@ def _tensorboard(run: Path) -> list[Any]:
     return [callback]
 
 
-def _finish(run: Path, recipe: TrainRecipe, kind: str, model: torch.nn.Module, tok: Any, overrides: dict[str, Any],
+def _finish(run: Path, recipe: TrainRecipe, kind: str, model: torch.nn.Module, tok: Any, base: dict[str, Any],
             table: list[dict[str, Any]], seq_len: int, data_dir: Path, wall: float, resumed_from: str | None,
             peft: bool) -> None:
     """RUN/final (atomic), then the manifest that marks the run complete."""
     from expspan_cli.attention import set_attention
+    from expspan_cli.models.zoo import set_config
+    from expspan_cli.train.artifacts import trained_config
 
+    plain = model.get_base_model() if peft else model
     if recipe.attn != "full":
-        set_attention(model.get_base_model() if peft else model, "full")  # saved models load with plain attention
+        set_attention(plain, "full")  # saved models load with the paper's evaluation attention unless asked
+    stamp = trained_config(plain.config, tok, recipe.attn, base["params"], seq_len, base["context"])
     with atomic_dir(run / "final", force=True) as tmp:
         if peft:
-            from expspan_cli.train.adapters import save_adapter
-
-            base = recipe.model if not Path(recipe.model).exists() else str(Path(recipe.model).resolve())
-            save_adapter(model, tmp, {"base_model": base, "config_overrides": overrides, "seed": recipe.seed,
-                                      "method": recipe.method})
+            _save_adapter_run(run, tmp, recipe, model, base, stamp)
         else:
+            set_config(plain.config, stamp)
             model.save_pretrained(str(tmp))
         if tok is not None:
             tok.save_pretrained(str(tmp))
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rates = [s["tokens_per_s"] for s in steps if s.get("tokens_per_s")]
     write_manifest(run, {
-        "kind": kind, "model": recipe.model, "method": recipe.method, "attention": recipe.attn,
-        "attn_params": recipe.attn_params, "seq_len": seq_len, "data": str(data_dir.resolve()), "final": "final",
-        "config_overrides": overrides, "recipe": recipe.to_dict(), "trainable": table, "resumed_from": resumed_from,
+        "kind": kind, "model": recipe.model, "random_base": recipe.random_base or kind == "pretrain",
+        "method": recipe.method, "attention": recipe.attn, "attn_params": recipe.attn_params, "seq_len": seq_len,
+        "pretrain_context": base["context"], "data": str(data_dir.resolve()), "final": "final",
+        "config_overrides": base["overrides"], "recipe": recipe.to_dict(), "trainable": table,
+        "resumed_from": resumed_from,
         "summary": {"steps": steps[-1]["step"] if steps else 0, "final_loss": steps[-1]["loss"] if steps else None,
                     "tokens_per_s": sum(rates) / len(rates) if rates else None,
                     "peak_mem_mb": max((s["peak_mem_mb"] for s in steps), default=None), "wall_time_s": wall},
         "provenance": provenance(),
     })
+
+
+def _save_adapter_run(run: Path, tmp: Path, recipe: TrainRecipe, model: torch.nn.Module, base: dict[str, Any],
+                      stamp: dict[str, Any]) -> None:
+    """The adapter, named against a base plain PEFT loads as it was trained: the base itself (absolute path or hub
+    id) where it is one, else a copy of it saved in final/base (a random-init preset, a merged adapter run, or a
+    base whose config was changed for training, e.g. RoPE scaling)."""
+    from expspan_cli.models import load_model
+    from expspan_cli.models.zoo import plain_source, set_config
+    from expspan_cli.train.adapters import save_adapter
+
+    source, overrides = (None if base["overrides"] else plain_source(recipe.model)), {}
+    if source is None and base["transformers"]:
+        copy, _ = load_model(recipe.model, tokenizer=base["tokenizer"], config_overrides=base["overrides"])
+        set_config(copy.config, stamp)
+        copy.save_pretrained(str(tmp / "base"))
+        source = str((run / "final" / "base").resolve())
+    elif source is None:  # the mamba-ssm backend, which plain transformers cannot load: expspan rebuilds its base
+        source, overrides = recipe.model, base["overrides"]
+    save_adapter(model, tmp, source, {"config": stamp, "config_overrides": overrides, "seed": BASE_SEED,
+                                      "method": recipe.method})

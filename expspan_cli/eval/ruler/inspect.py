@@ -18,14 +18,17 @@ def needle_tokens(tokenizer: Any, text: str, char_offsets: list[int]) -> list[in
 
 
 def block_hits(records: list[dict], positions: list[int]) -> list[dict[str, Any]]:
-    """Per (needle, layer, head): how many chunks after the needle's block could retrieve it, and how many did."""
+    """Per (needle, layer, head): how many chunks after the needle's block could retrieve it, and how many did. In
+    causal mode (each query retrieves for itself) the rankers are queries, each placed at its chunk's start."""
     rows = []
     for rec in records:
         idx = rec["indices"]
-        if idx.dim() != 4 or idx.numel() == 0:
+        if idx is None or idx.dim() != 4 or idx.numel() == 0:
             continue
         block = rec["block_size"]
-        starts = rec["chunk_starts"].to(idx.device)
+        starts = rec["chunk_starts"] if "chunk_starts" in rec else \
+            rec["positions"] // rec["chunk_size"] * rec["chunk_size"]
+        starts = starts.to(idx.device)
         for n, pos in enumerate(positions):
             nb = pos // block
             later = starts >= (nb + 1) * block  # chunks whose memory can hold the needle's block

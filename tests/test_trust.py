@@ -345,3 +345,42 @@ def test_se_at_inference_does_not_peek_unless_asked(se_run):
         params = SEParams(chunk_sizes=(64,), block_size=8, top_k=2, causal_retrieval=causal)
         diff = (attend("se", params, q, k, v) - attend("se", params, later, k, v))[:, :, 192:200].abs().max()
         assert (diff > 1e-4) == peeks, (causal, float(diff))
+
+
+def test_a_run_saved_in_the_earlier_format_still_loads(work, tmp_path):
+    """Earlier adapters kept embeddings, norms and conv1d in a side file PEFT ignores; expspan still applies it."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import save_file
+
+    from expspan_cli.models import load_model
+    from expspan_cli.models.layers import attention_projection_names, parameter_groups
+
+    _, _, pre64, _ = work
+    base, tok = load_model(str(pre64))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=attention_projection_names(base)))
+    groups = parameter_groups(model.get_base_model())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora_" in name or groups.get(name.removeprefix("base_model.model.")) in ("embeddings", "conv1d"):
+                p.add_(0.01 * torch.randn_like(p))
+    expected = _logits(model, _ids(96))
+    final = tmp_path / "legacy"
+    model.save_pretrained(str(final))
+    tok.save_pretrained(str(final))
+    trained = {n: p.detach().clone() for n, p in model.get_base_model().named_parameters()
+               if groups[n] in ("embeddings", "conv1d")}
+    save_file(trained, str(final / "trained_tensors.safetensors"))
+    (final / "expspan_adapter.json").write_text(json.dumps({"base_model": str(pre64), "config_overrides": {}}))
+    loaded, _ = load_model(str(pre64), adapter=str(final))
+    assert (_logits(loaded, _ids(96)) - expected).abs().max() <= 1e-5
+
+
+def test_report_rows_fine_tuned_from_random_weights_say_so(tmp_path):
+    from expspan_cli.report.records import Collection, Entry, _mark_random_bases
+
+    col = Collection(None, [("se", "SE-Attn"), ("full", "Full-Attn")], [])
+    col.training = {"se": {"random_base": True}, "full": {"random_base": False}}
+    col.entries = [Entry("se", "SE-Attn", "ppl", "pg19", {}, tmp_path)]
+    _mark_random_bases(col)
+    assert col.rows == [("se", "SE-Attn (random base)"), ("full", "Full-Attn")]
+    assert col.entries[0].label == "SE-Attn (random base)"

@@ -8,17 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from expspan_cli.options import parse_int_list
+
 app = typer.Typer(help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
                   no_args_is_help=True)
-
-
-def _ints(text: str) -> list[int]:
-    from expspan_cli.errors import ExpspanError
-
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ExpspanError(f"expected a comma-separated list of integers, got {text!r}") from None
 
 
 @app.command("attention")
@@ -52,8 +45,8 @@ def attention(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     kernels = tuple(x.strip() for x in se_kernels.split(",") if x.strip())
     with console.status("measuring") as status:
-        rows = bench_attention(names, _ints(lengths), heads=heads, kv_heads=kv_heads or None, head_dim=head_dim,
-                               chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
+        rows = bench_attention(names, parse_int_list(lengths, "--lengths"), heads=heads, kv_heads=kv_heads or None,
+                               head_dim=head_dim, chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
                                group_size_ratio=group_size_ratio, dtype=dtype, device=device, repeats=repeats,
                                peak_tflops=peak_tflops or None, se_kernels=kernels,
                                progress=lambda r: status.update(
@@ -89,7 +82,8 @@ def prepare_throughput(
     from expspan_cli.data.bench import bench_prepare
     from expspan_cli.runs import atomic_write_json, provenance
 
-    rows = bench_prepare(source, megabytes=megabytes, tokenizer=tokenizer, num_procs=tuple(_ints(num_procs)),
+    rows = bench_prepare(source, megabytes=megabytes, tokenizer=tokenizer,
+                         num_procs=tuple(parse_int_list(num_procs, "--num-procs")),
                          repeats=repeats)
     console = Console()
     table = Table(title=f"prepare throughput, {rows[0]['bytes'] / 1e6:.1f} MB, {rows[0]['tokens']:,} tokens, "
@@ -116,7 +110,7 @@ def ruler_generation(
     from expspan_cli.eval.bench import bench_ruler
     from expspan_cli.runs import atomic_write_json, provenance
 
-    rows = bench_ruler(_ints(lengths), samples=samples, tokenizer=tokenizer, essay=essay)
+    rows = bench_ruler(parse_int_list(lengths, "--lengths"), samples=samples, tokenizer=tokenizer, essay=essay)
     table = Table(title=f"RULER sample generation, {rows[0]['tokenizer']}")
     for col in ("task", "length", "samples", "seconds", "max slack"):
         table.add_column(col, justify="right")

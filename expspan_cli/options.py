@@ -113,3 +113,27 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         raise errors[0]
     wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
     raise ExpspanError(f"{name} must be {wanted}, got {value!r}")
+
+
+def parse_device(text: str | None) -> str:
+    """A torch device this build and machine have: cpu, cuda, cuda:N or mps (None: cuda when available)."""
+    import torch
+
+    if text is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = text.partition(":")
+    if kind == "cpu" and not index:
+        return text
+    if kind == "cuda" and (not index or index.isdigit()):
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+            raise ExpspanError(f"--device {text}: this machine has {build}", hint="use --device cpu, or install "
+                               "the CUDA build of torch on a GPU machine")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ExpspanError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+        return text
+    if kind == "mps" and not index:
+        if not torch.backends.mps.is_available():
+            raise ExpspanError("--device mps: this machine has no Metal GPU", hint="use --device cpu")
+        return text
+    raise ExpspanError(f"--device {text!r} is not a device", hint="cpu, cuda, cuda:N or mps")

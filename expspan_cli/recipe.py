@@ -8,6 +8,7 @@ gradient checkpointing. A later recipe (the whole reproduction) nests this one; 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -81,16 +82,33 @@ def _check_type(name: str, value: Any) -> Any:
     raise ExpspanError(f"recipe field {name!r} must be {wanted}, got {value!r}")
 
 
+def _schedulers() -> list[str]:
+    """The learning-rate schedules transformers' Trainer knows (its SchedulerType values)."""
+    from transformers.trainer_utils import SchedulerType
+
+    return [s.value for s in SchedulerType]
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file a user names (recipe, DeepSpeed config, ...), or one error line saying why it cannot be read."""
+    path = Path(path)
+    require(path.exists(), f"{what} {path} does not exist")
+    require(path.is_file(), f"{what} {path} is a directory, not a file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ExpspanError(f"{what} {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise ExpspanError(f"{what} {path} cannot be read: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ExpspanError(f"{what} {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+
+
 def build_recipe(path: str | Path | None = None, **overrides: Any) -> TrainRecipe:
     """A recipe from a YAML file (optional) with `overrides` (CLI options; None means 'not given') on top."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise ExpspanError(f"recipe {path} does not exist") from err
-        except yaml.YAMLError as err:
-            raise ExpspanError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from err
+        loaded = read_yaml(path, "recipe")
         require(isinstance(loaded, dict), f"recipe {path} must be a mapping of field: value")
         values.update(loaded.get("train", loaded) if isinstance(loaded.get("train"), dict) else loaded)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -101,8 +119,16 @@ def build_recipe(path: str | Path | None = None, **overrides: Any) -> TrainRecip
     for name in ("max_steps", "save_steps", "per_device_batch_size", "grad_accum", "logging_steps",
                  "save_total_limit"):
         require(getattr(recipe, name) > 0, f"recipe field {name!r} must be positive, got {getattr(recipe, name)}")
-    require(recipe.warmup_steps >= 0, f"recipe field 'warmup_steps' must be >= 0, got {recipe.warmup_steps}")
-    require(recipe.seq_len is None or recipe.seq_len > 0, f"recipe field 'seq_len' must be positive")
+    for name in ("seq_len", "lora_r", "lora_alpha"):
+        value = getattr(recipe, name)
+        require(value is None or value > 0, f"recipe field {name!r} must be positive, got {value}")
+    for name in ("warmup_steps", "weight_decay", "seed"):
+        require(getattr(recipe, name) >= 0, f"recipe field {name!r} must be >= 0, got {getattr(recipe, name)}")
+    require(recipe.lr is None or (recipe.lr > 0 and math.isfinite(recipe.lr)),
+            f"recipe field 'lr' must be a positive learning rate, got {recipe.lr}")
+    schedulers = _schedulers()
+    require(recipe.lr_scheduler in schedulers, f"recipe field 'lr_scheduler': unknown scheduler "
+            f"{recipe.lr_scheduler!r}", hint=f"one of {', '.join(schedulers)}")
     require(0 <= recipe.lora_dropout < 1, f"recipe field 'lora_dropout' must be in [0, 1), got {recipe.lora_dropout}")
     require(recipe.rope_scaling in ("auto", "none") or isinstance(recipe.rope_scaling, float),
             f"recipe field 'rope_scaling' must be 'auto', 'none' or a factor, got {recipe.rope_scaling!r}")

@@ -38,9 +38,9 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--variants", "se,flash"], "unknown attention variant 'flash'"),
     (["--chunk-size", "100", "--block-size", "32"], "not a positive multiple of block_size"),
-    (["--top-k", "-1"], "top_k must be >= 0"),
-    (["--lengths", "1k"], "comma-separated list of integers"),
-    (["--peak-tflops", "-3"], "peak TFLOP/s must be positive"),
+    (["--top-k", "-1"], "Invalid value for '--top-k'"),
+    (["--lengths", "1q"], "--lengths must be an integer (e.g. 2048 or 2k)"),
+    (["--peak-tflops", "-3"], "Invalid value for '--peak-tflops'"),
     (["--se-kernels", "lse_merge,triton"], "unknown SE kernel 'triton'"),
     (["--se-kernels", "flex"], "SE kernel 'flex' needs --device cuda"),
 ])

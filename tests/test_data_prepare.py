@@ -178,7 +178,7 @@ def test_bad_input_is_one_line_and_exit_2(case, pg19_dir, tmp_path, capsys, monk
         "missing": (base + ["--source", str(tmp_path / "nope")], "does not exist"),
         "empty": (base + ["--source", str(tmp_path)], "no PG-19 books"),
         "split": (base + ["--source", str(pg19_dir), "--splits", "train,dev"], "unknown PG-19 split 'dev'"),
-        "seq_len": (base + ["--source", str(pg19_dir), "--seq-len", "1"], "--seq-len must be at least 2"),
+        "seq_len": (base + ["--source", str(pg19_dir), "--seq-len", "1"], "Invalid value for '--seq-len'"),
         "bpe": (["prepare", "pg19", "--tokenizer", "bpe:lots", "--out", str(out), "--source", str(pg19_dir)],
                 "bad tokenizer"),
         "bpe_compact": (["prepare", "pg19", "--tokenizer", "bpe:8:compact", "--out", str(out), "--source",

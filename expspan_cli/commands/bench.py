@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from expspan_cli.options import parse_int_list
+from expspan_cli.options import parse_device, parse_int_list
 
 app = typer.Typer(help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
                   no_args_is_help=True)
@@ -18,20 +18,20 @@ app = typer.Typer(help="Benchmarks: time and memory as ratios to a baseline meas
 def attention(
     variants: str = typer.Option("full,swa,s2,se", help="Comma-separated variants (full is always measured)."),
     lengths: str = typer.Option("4096,8192,16384,32768", help="Comma-separated sequence lengths."),
-    heads: int = typer.Option(8, help="Query heads."),
-    kv_heads: int = typer.Option(0, help="Key/value heads (0: same as --heads)."),
-    head_dim: int = typer.Option(64),
-    chunk_size: int = typer.Option(2048, help="SE-Attn chunk size M."),
-    block_size: int = typer.Option(32, help="SE-Attn memory block size S."),
-    top_k: int = typer.Option(8, help="SE-Attn retrieved blocks k."),
+    heads: int = typer.Option(8, min=1, help="Query heads."),
+    kv_heads: int = typer.Option(0, min=0, help="Key/value heads (0: same as --heads)."),
+    head_dim: int = typer.Option(64, min=1),
+    chunk_size: int = typer.Option(2048, min=1, help="SE-Attn chunk size M."),
+    block_size: int = typer.Option(32, min=1, help="SE-Attn memory block size S."),
+    top_k: int = typer.Option(8, min=0, help="SE-Attn retrieved blocks k."),
     se_kernels: str = typer.Option("lse_merge", help="Comma-separated SE-Attn kernels to measure: lse_merge, flex "
                                                      "(CUDA only)."),
-    window: int = typer.Option(4096, help="SW-Attn window."),
-    group_size_ratio: float = typer.Option(0.25, help="S2-Attn group size as a fraction of the length."),
+    window: int = typer.Option(4096, min=1, help="SW-Attn window."),
+    group_size_ratio: float = typer.Option(0.25, min=0, max=1, help="S2-Attn group size as a fraction of the length."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
-    repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
-    peak_tflops: float = typer.Option(0.0, help="Dense matmul peak to rate achieved TFLOP/s against (0: the known "
+    repeats: int = typer.Option(3, min=1, help="Timed repetitions (median reported)."),
+    peak_tflops: float = typer.Option(0.0, min=0, help="Dense matmul peak to rate achieved TFLOP/s against (0: the known "
                                                 "bf16/fp16 peak of an H100, H200 or A100, none elsewhere)."),
     json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
 ) -> None:
@@ -47,7 +47,8 @@ def attention(
     with console.status("measuring") as status:
         rows = bench_attention(names, parse_int_list(lengths, "--lengths"), heads=heads, kv_heads=kv_heads or None,
                                head_dim=head_dim, chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
-                               group_size_ratio=group_size_ratio, dtype=dtype, device=device, repeats=repeats,
+                               group_size_ratio=group_size_ratio, dtype=dtype, device=parse_device(device),
+                               repeats=repeats,
                                peak_tflops=peak_tflops or None, se_kernels=kernels,
                                progress=lambda r: status.update(
                                    f"measured {r['variant']} at {r['length']}: {r['fwd_bwd_s']:.3f} s fwd+bwd"))
@@ -72,10 +73,10 @@ def attention(
 @app.command("prepare")
 def prepare_throughput(
     source: Path = typer.Option(None, "--source", help="A local corpus folder (default: synthetic text)."),
-    megabytes: float = typer.Option(10.0, "--megabytes", help="Size of the synthetic corpus written by default."),
+    megabytes: float = typer.Option(10.0, "--megabytes", min=0.001, help="Size of the synthetic corpus written by default."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained on it)."),
     num_procs: str = typer.Option("1,2", "--num-procs", help="Comma-separated --num-proc values to time."),
-    repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
+    repeats: int = typer.Option(3, min=1, help="Timed repetitions (median reported)."),
     json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
 ) -> None:
     """Tokens/s of `expspan prepare` against bare `tokenizers` on the same text in one run (target ratio >= 0.6)."""
@@ -101,7 +102,7 @@ def prepare_throughput(
 @app.command("ruler")
 def ruler_generation(
     lengths: str = typer.Option("16384", "--lengths", help="Comma-separated context lengths."),
-    samples: int = typer.Option(100, "--samples", help="Samples per task and length."),
+    samples: int = typer.Option(100, "--samples", min=1, help="Samples per task and length."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained here)."),
     essay: str = typer.Option(None, "--essay", help="Directory of .txt files for the essay haystack."),
     json_path: Path = typer.Option(None, "--json", help="Write the rows as JSON here."),
@@ -127,7 +128,7 @@ def ruler_generation(
 def finetune_cost(
     data: Path = typer.Option(..., "--data", help="Prepared data at the fine-tuning length (8x pre-training)."),
     model: str = typer.Option("tiny-hybrid", "--model", help="Model or pretrain run to fine-tune."),
-    steps: int = typer.Option(5, "--steps", help="Steps per configuration (the first is warm-up)."),
+    steps: int = typer.Option(5, "--steps", min=2, help="Steps per configuration (the first is warm-up)."),
     configs: str = typer.Option(None, "--configs", help="Comma-separated subset of hylora+se, longlora, hylora+swa, "
                                                          "hylora+full, full+full."),
     json_path: Path = typer.Option(None, "--json", help="Write the record as JSON here."),

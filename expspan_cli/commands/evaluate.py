@@ -27,6 +27,14 @@ def _done(path: Path) -> None:
     typer.echo(f"record: {path}")
 
 
+def _check_out(out: Path) -> None:
+    """Records go into a folder; refuse a file there before anything loads."""
+    from expspan_cli.errors import require
+
+    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory",
+            hint="records are written into a folder: choose another --out")
+
+
 @app.command("pg19")
 def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prepared data directory "
                                                         "(`expspan prepare`), read from its docs view."),
@@ -34,10 +42,10 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
          split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
          protocol: str = typer.Option("longlora", "--protocol", help="longlora (a window every 256 tokens, all "
                                       "tokens scored) or strided (each token scored once)."),
-         stride: Optional[int] = typer.Option(None, "--stride", help="strided: tokens between windows, "
+         stride: Optional[int] = typer.Option(None, "--stride", min=1, help="strided: tokens between windows, "
                                               "below the length (default: half of it)."),
-         batch_size: int = typer.Option(1, "--batch-size", help="Windows per forward pass."),
-         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Score only the stream's first N "
+         batch_size: int = typer.Option(1, "--batch-size", min=1, help="Windows per forward pass."),
+         max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=2, help="Score only the stream's first N "
                                                   "tokens."),
          attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
@@ -46,6 +54,8 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
     from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.pg19 import evaluate_pg19
+
+    _check_out(out)
 
     _done(evaluate_pg19(model, data, parse_lengths(lengths), out, split=split, protocol=protocol, stride=stride,
                         attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
@@ -58,8 +68,8 @@ def ruler(model: str = MODEL,
           lengths: str = typer.Option("2048,4096,6144,8192,10240,12288,14336,16384", "--lengths",
                                       help="Context lengths (prompt + answer), comma list."),
           tasks: str = typer.Option("paper", "--tasks", help="Comma list of RULER tasks, or 'paper' for the 11."),
-          samples: int = typer.Option(500, "--samples", help="Samples per task and length (RULER: 500)."),
-          seed: int = typer.Option(42, "--seed", help="Sample generation seed."),
+          samples: int = typer.Option(500, "--samples", min=1, help="Samples per task and length (RULER: 500)."),
+          seed: int = typer.Option(42, "--seed", min=0, help="Sample generation seed."),
           haystack: Optional[str] = typer.Option(None, "--haystack", help="Directory of .txt files for the essay "
                                                  "haystack."),
           data: Optional[str] = typer.Option(None, "--data", help="Prepared data whose docs split gives the essay "
@@ -80,6 +90,8 @@ def ruler(model: str = MODEL,
     from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.ruler.run import evaluate_ruler
 
+    _check_out(out)
+
     qa_files = {k: v for k, v in (("squad", qa_squad), ("hotpotqa", qa_hotpotqa)) if v}
     _done(evaluate_ruler(model, parse_lengths(lengths), out, tasks=tasks, samples=samples, seed=seed,
                          haystack=haystack, data=data, split=split, qa_files=qa_files, attn=attn,
@@ -94,16 +106,18 @@ def harness(model: str = MODEL,
                                       "paper's lists)."),
             include_path: Optional[str] = typer.Option(None, "--include-path", help="Directory of local task "
                                                        "YAMLs (offline)."),
-            num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot"),
-            limit: Optional[float] = typer.Option(None, "--limit", help="Documents per task (or a fraction)."),
-            batch_size: int = typer.Option(1, "--batch-size"),
-            max_length: Optional[int] = typer.Option(None, "--max-length", help="Context the wrapper truncates to."),
-            seed: int = typer.Option(1234, "--seed"),
+            num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", min=0),
+            limit: Optional[float] = typer.Option(None, "--limit", min=0, help="Documents per task (or a fraction)."),
+            batch_size: int = typer.Option(1, "--batch-size", min=1),
+            max_length: Optional[int] = typer.Option(None, "--max-length", min=1, help="Context the wrapper truncates to."),
+            seed: int = typer.Option(1234, "--seed", min=0),
             attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
             tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
     """lm-eval tasks through its simple_evaluate on the loaded model."""
     from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.harness import evaluate_harness
+
+    _check_out(out)
 
     _done(evaluate_harness(model, tasks, out, include_path=include_path, num_fewshot=num_fewshot, limit=limit,
                            batch_size=batch_size, max_length=max_length, attn=attn,

@@ -9,6 +9,8 @@ from rich.table import Table
 
 from expspan_cli.data.synthetic import SyntheticSpec
 
+MAX_SEQ_LEN = 1 << 22  # 4M tokens a block: past the longest context any model here handles, and a bound on memory
+
 _SYN = SyntheticSpec()
 
 app = typer.Typer(help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
@@ -17,12 +19,12 @@ app = typer.Typer(help="Tokenize a corpus into packed training blocks and whole-
 _TOKENIZER_HELP = ("A transformers id or local path (the model's own tokenizer), bpe:N to train a byte-level BPE, or "
                    "bpe:N:compact for one over the characters the text uses, digits split (tiny models).")
 _OUT = typer.Option(..., "--out", help="Output folder (written atomically).")
-_SEQ_LEN = typer.Option(2048, "--seq-len", help="Tokens per packed training block.")
-_NUM_PROC = typer.Option(1, "--num-proc", help="Tokenizer processes (1: in-process, still multi-threaded).")
+_SEQ_LEN = typer.Option(2048, "--seq-len", min=2, max=MAX_SEQ_LEN, help="Tokens per packed training block.")
+_NUM_PROC = typer.Option(1, "--num-proc", min=1, help="Tokenizer processes (1: in-process, still multi-threaded).")
 _FORCE = typer.Option(False, "--force", help="Rebuild even if --out already holds this preparation.")
 _PACKED = typer.Option(None, "--packed", help="Splits to pack into blocks (default: train).")
 _DOCS = typer.Option(None, "--docs", help="Splits to keep as whole documents (default: all but the packed ones).")
-_BATCH = typer.Option(64, "--batch-docs", help="Documents per tokenizer batch (batches also close at 4 MB).")
+_BATCH = typer.Option(64, "--batch-docs", min=1, help="Documents per tokenizer batch (batches also close at 4 MB).")
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -59,7 +61,7 @@ def pg19(
     source: Path = typer.Option(None, "--source", help="A local PG-19 copy (train/ validation/ test/ of .txt "
                                 "books, or parquet files of the hub schema); default: the hub's emozilla/pg19."),
     splits: str = typer.Option("train,validation,test", "--splits", help="Comma-separated PG-19 splits."),
-    max_books: int = typer.Option(None, "--max-books", help="At most this many books per split."),
+    max_books: int = typer.Option(None, "--max-books", min=1, help="At most this many books per split."),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
@@ -80,7 +82,7 @@ def text(
     out: Path = _OUT,
     tokenizer: str = typer.Option(..., "--tokenizer", help=_TOKENIZER_HELP),
     splits: str = typer.Option("train", "--splits", help="Comma-separated splits."),
-    max_docs: int = typer.Option(None, "--max-docs", help="At most this many documents per split."),
+    max_docs: int = typer.Option(None, "--max-docs", min=1, help="At most this many documents per split."),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
@@ -96,15 +98,15 @@ def text(
 def synthetic(
     out: Path = _OUT,
     tokenizer: str = typer.Option("bpe:2048", "--tokenizer", help=_TOKENIZER_HELP),
-    seed: int = typer.Option(0, "--seed"),
-    train_docs: int = typer.Option(_SYN.documents["train"], "--train-docs", help="Documents in train."),
-    eval_docs: int = typer.Option(_SYN.documents["test"], "--eval-docs", help="Documents in validation and in test each."),
-    haystack_docs: int = typer.Option(_SYN.documents["haystack"], "--haystack-docs", help="Fact-free essays for RULER-style haystacks."),
-    doc_words: int = typer.Option(_SYN.doc_words, "--doc-words", help="Words of filler per document."),
-    facts: int = typer.Option(_SYN.facts, "--facts", help="Key-value facts stated and later queried per document."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    train_docs: int = typer.Option(_SYN.documents["train"], "--train-docs", min=1, help="Documents in train."),
+    eval_docs: int = typer.Option(_SYN.documents["test"], "--eval-docs", min=1, help="Documents in validation and in test each."),
+    haystack_docs: int = typer.Option(_SYN.documents["haystack"], "--haystack-docs", min=0, help="Fact-free essays for RULER-style haystacks."),
+    doc_words: int = typer.Option(_SYN.doc_words, "--doc-words", min=1, help="Words of filler per document."),
+    facts: int = typer.Option(_SYN.facts, "--facts", min=0, help="Key-value facts stated and later queried per document."),
     distance: str = typer.Option("{}:{}".format(*_SYN.distance), "--distance", help="MIN:MAX words between a fact and its query."),
     distribution: str = typer.Option(_SYN.distribution, "--distribution", help="loguniform | uniform"),
-    haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", help="Words per haystack essay."),
+    haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", min=1, help="Words per haystack essay."),
     answer: str = typer.Option(_SYN.answer, "--answer", help="value ('Answer: 4821.') | restate ('Answer: the pin "
                                "of Dara Vell is 4821.', the value after the same words as where it was stated)"),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,

@@ -15,7 +15,7 @@ def reproduce(
     quick: bool = typer.Option(False, "--quick", help="The recipe's quick profile (test-sized; a separate run)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate the recipe and print the plan: stages, which "
                                  "are done, estimated cost. Runs nothing."),
-    jobs: int = typer.Option(1, "--jobs", help="Stages to run at once in worker processes (CPU cores are split)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Stages to run at once in worker processes (CPU cores are split)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run the shared stages and every n-th row "
                                         "starting at row i (spread a recipe over n machines)."),
 ) -> None:

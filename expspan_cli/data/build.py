@@ -169,6 +169,7 @@ def prepare(corpus: Corpus, *, tokenizer: str, seq_len: int, out: Path, pack: li
     require(seq_len >= 2, f"--seq-len must be at least 2 (got {seq_len})",
             hint="a packed block needs an input token and a next token to predict")
     require(num_proc >= 1, f"--num-proc must be at least 1 (got {num_proc})")
+    require(batch_docs >= 1, f"--batch-docs must be at least 1 (got {batch_docs})")
     bpe_spec(tokenizer)
     splits = list(corpus.splits)
     pack, docs = default_views(splits, pack, docs)
@@ -183,7 +184,7 @@ def prepare(corpus: Corpus, *, tokenizer: str, seq_len: int, out: Path, pack: li
 
     datasets.disable_progress_bars()  # ours show tokens/s; theirs would print a bar per saved shard
     start = time.perf_counter()
-    with atomic_dir(out, force=True) as tmp:
+    with atomic_dir(out, force=True, kind="prepared") as tmp:
         staging = tmp / ".staging"
         tok, tok_info = _tokenizer(tokenizer, corpus, tmp / "tokenizer")
         split_stats: dict[str, Any] = {}

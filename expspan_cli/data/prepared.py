@@ -45,7 +45,17 @@ class PreparedData:
             raise ExpspanError(f"{self.path} has no {view} view of split {split!r} (it has: "
                                f"{', '.join(have) or 'none'})",
                                hint=f"prepare it with `expspan prepare ... --{view} {split}`")
-        return load_from_disk(str(self.path / have[split]["path"]))
+        where = self.path / have[split]["path"]
+        expected = have[split].get("blocks" if view == "packed" else "documents")
+        try:
+            ds = load_from_disk(str(where))
+        except Exception as err:  # noqa: BLE001 - truncated or damaged Arrow files, a missing piece: one meaning
+            raise ExpspanError(f"{where} is damaged and cannot be read ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0][:120]})", hint=f"prepare {self.path} again (--force)") \
+                from None
+        require(expected is None or len(ds) == expected, f"{where} holds {len(ds)} rows, its manifest says "
+                f"{expected}: it is damaged", hint=f"prepare {self.path} again (--force)")
+        return ds
 
     def packed(self, split: str = "train", seq_len: int | None = None, drop_padded: bool = False) -> Any:
         """Training blocks (`input_ids`, each seq_len long). A shorter seq_len that divides the prepared one cuts

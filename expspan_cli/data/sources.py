@@ -59,6 +59,7 @@ def _fingerprint(files: list[Path], root: Path) -> str:
 
 
 def _limited(read: Callable[[], Iterator[Doc]], max_docs: int | None) -> Callable[[], Iterator[Doc]]:
+    require(max_docs is None or max_docs >= 1, f"the document limit must be at least 1, got {max_docs}")
     return read if max_docs is None else (lambda: itertools.islice(read(), max_docs))
 
 
@@ -68,11 +69,19 @@ def _read_txt(path: Path, split: Split, warn: Warn) -> Iterator[Doc]:
     except UnicodeDecodeError as err:
         _skip(split, str(path), f"not UTF-8 (byte at offset {err.start})", warn)
         return
+    except OSError as err:
+        _skip(split, str(path), f"cannot be read ({err.strerror})", warn)
+        return
     yield {"title": path.stem, "text": text}
 
 
 def _read_jsonl(path: Path, split: Split, warn: Warn) -> Iterator[Doc]:
-    with path.open("rb") as f:
+    try:
+        f = path.open("rb")
+    except OSError as err:
+        _skip(split, str(path), f"cannot be read ({err.strerror})", warn)
+        return
+    with f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -91,10 +100,22 @@ def _read_jsonl(path: Path, split: Split, warn: Warn) -> Iterator[Doc]:
             yield {"title": str(obj.get("title") or f"{path.stem}:{lineno}"), "text": obj["text"]}
 
 
-def _parquet_columns(path: Path) -> tuple[str, str | None]:
+def _parquet_file(path: Path) -> Any:
+    """The open parquet file, or None when it is damaged or unreadable (the reader then skips it, named)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pq.ParquetFile(path).schema_arrow.names
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def _parquet_columns(path: Path) -> tuple[str, str | None] | None:
+    pf = _parquet_file(path)
+    if pf is None:
+        return None
+    names = pf.schema_arrow.names
     require("text" in names, f"{path}: no 'text' column (has {', '.join(names)})",
             hint="parquet sources need a 'text' column (PG-19's hub schema has one)")
     title = next((c for c in ("short_book_title", "title") if c in names), None)
@@ -102,12 +123,24 @@ def _parquet_columns(path: Path) -> tuple[str, str | None]:
 
 
 def _read_parquet(path: Path, split: Split, warn: Warn) -> Iterator[Doc]:
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
-    text_col, title_col = _parquet_columns(path)
-    pf = pq.ParquetFile(path)
+    columns = _parquet_columns(path)
+    if columns is None:
+        _skip(split, str(path), "not a readable parquet file (damaged or truncated)", warn)
+        return
+    text_col, title_col = columns
+    batches = _parquet_file(path).iter_batches(batch_size=_PARQUET_BATCH,
+                                               columns=[c for c in (text_col, title_col) if c])
     row = 0
-    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=[c for c in (text_col, title_col) if c]):
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as err:
+            _skip(split, f"{path}:{row + 1}-", f"damaged from here ({type(err).__name__})", warn)
+            return
         texts = batch.column(text_col).to_pylist()
         titles = batch.column(title_col).to_pylist() if title_col else [None] * len(texts)
         for text, title in zip(texts, titles):
@@ -129,14 +162,12 @@ def _skip(split: Split, where: str, why: str, warn: Warn) -> None:
 
 def _count_docs(files: list[Path]) -> int | None:
     """Documents in files whose count is cheap to know (txt: one each; parquet: row counts); else None."""
-    import pyarrow.parquet as pq
-
     total = 0
     for f in files:
         if f.suffix == ".txt":
             total += 1
-        elif f.suffix == ".parquet":
-            total += pq.ParquetFile(f).metadata.num_rows
+        elif f.suffix == ".parquet" and (pf := _parquet_file(f)) is not None:
+            total += pf.metadata.num_rows
         else:
             return None
     return total
@@ -235,6 +266,9 @@ def hub_pg19(splits: list[str], warn: Warn, max_books: int | None = None, repo: 
     """PG-19 streamed from the hub's parquet copy (fields short_book_title, publication_date, url, text)."""
     import datasets
 
+    from expspan_cli.hub import offline_unless_reachable
+
+    offline_unless_reachable()  # offline, the hub client fails at once instead of retrying
     for s in splits:
         require(s in PG19_SPLITS, f"unknown PG-19 split {s!r}", hint=f"PG-19 has {', '.join(PG19_SPLITS)}")
     streams = {}

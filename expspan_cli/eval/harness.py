@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from expspan_cli.errors import ExpspanError
+from expspan_cli.errors import ExpspanError, require
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.records import write_record
 
@@ -42,19 +42,30 @@ def evaluate_harness(model: str, tasks: str, out: str | Path, *, include_path: s
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from expspan_cli.hub import offline_unless_reachable
+
     start = time.perf_counter()
     names = resolve_harness_tasks(tasks)
-    net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {},
-                                                  [max_length] if max_length else [], False, device)
+    require(limit is None or limit > 0, f"--limit must be positive, got {limit}")
+    online = offline_unless_reachable()  # offline, a task's hub dataset fails at once, with the hint below
     manager = TaskManager(include_path=include_path)
     unknown = [n for n in names if not manager.match_tasks([n])]
     if unknown:
         raise ExpspanError(f"lm-eval knows no task {unknown[0]!r}",
                            hint="check the name, or pass --include-path DIR with its YAML")
+    net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {},
+                                                  [max_length] if max_length else [], False, device)
     lm = HFLM(pretrained=net, tokenizer=tok, batch_size=batch_size, max_length=max_length)
-    out_dict = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,
-                                       task_manager=manager, random_seed=seed, numpy_random_seed=seed,
-                                       torch_random_seed=seed, fewshot_random_seed=seed, log_samples=False)
+    try:
+        out_dict = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,
+                                           task_manager=manager, random_seed=seed, numpy_random_seed=seed,
+                                           torch_random_seed=seed, fewshot_random_seed=seed, log_samples=False)
+    except (ConnectionError, OSError) as err:
+        if online:
+            raise
+        raise ExpspanError(f"lm-eval tasks {', '.join(names)} need their datasets from the hub, which is "
+                           f"unreachable ({type(err).__name__})", hint="pass --include-path DIR with task YAMLs "
+                           "whose datasets are local, or set HF_DATASETS_OFFLINE=1 with the datasets cached") from None
     metrics = {"results": _scalars(out_dict["results"]), "n_samples": out_dict.get("n-samples", {}),
                "versions": out_dict.get("versions", {})}
     config = {"tasks": names, "include_path": include_path, "num_fewshot": num_fewshot, "limit": limit,

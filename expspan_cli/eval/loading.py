@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.options import parse_int_list
+from expspan_cli.options import parse_device, parse_int_list
 
 
 def parse_lengths(text: str | list[int]) -> list[int]:
@@ -18,16 +18,12 @@ def parse_lengths(text: str | list[int]) -> list[int]:
     return lengths
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_for_eval(spec: str, adapter: str | None = None, tokenizer: str | None = None, device: str | None = None
                   ) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode; bf16 on GPU, fp32 on CPU."""
     from expspan_cli.models import load_model
 
-    device = device or default_device()
+    device = parse_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model, tok = load_model(spec, adapter=adapter, dtype=dtype, device=device, tokenizer=tokenizer)
     if tok is None:
@@ -89,6 +85,7 @@ def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: s
     if attn == "full":
         require(not attn_params, "attention 'full' takes no --attn-param", hint="drop them or pick --attn se/s2/swa")
     make_params(attn, **attn_params)  # before the model loads: a bad parameter is one line, at once
+    device = parse_device(device)
     model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device)
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params, lengths)

@@ -31,7 +31,7 @@ def windows(n_tokens: int, length: int, protocol: str, stride: int | None = None
         starts = list(range(0, n_tokens - length, LONGLORA_STEP))[:-1]
         out = [Window(s, s + 1) for s in starts]
     elif protocol == "strided":
-        stride = stride or length // 2
+        stride = stride if stride is not None else length // 2
         if not 0 < stride < length:  # a scored token needs at least one earlier token inside its window
             raise ExpspanError(f"stride {stride} must be in 1..{length - 1} (below the window length)")
         out, scored_to = [], 1
@@ -70,5 +70,5 @@ def perplexity(model: Any, stream: torch.Tensor, length: int, protocol: str = "l
             on_batch(len(group), ids.numel())
     mean = total_nll / total_scored
     return {"ppl": math.exp(mean), "nll": mean, "scored_tokens": total_scored, "windows": len(wins),
-            "stream_tokens": len(stream), "protocol": protocol, "stride": (stride or length // 2) if protocol == "strided"
+            "stream_tokens": len(stream), "protocol": protocol, "stride": (stride if stride is not None else length // 2) if protocol == "strided"
             else LONGLORA_STEP, "length": length}

@@ -37,10 +37,10 @@ def evaluate_pg19(model: str, data: str | Path, lengths: list[int], out: str | P
 
     start = time.perf_counter()
     prepared = load_prepared(data)
+    stream = eval_stream(prepared, split, max_tokens)  # read before the model loads: damaged data fails at once
     net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {}, lengths,
                                                   allow_extrapolation, device)
     check_tokenizer(prepared, tok)
-    stream = eval_stream(prepared, split, max_tokens)
     results = {}
     with eval_progress("tok", field="tokens", disable=quiet) as bar:
         for length in lengths:

@@ -11,6 +11,7 @@ import torch
 import transformers as tf
 
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.hub import offline_unless_reachable
 from expspan_cli.models.adapter import ADAPTER_INFO, read_adapter_info, restore_adapter
 from expspan_cli.models.mamba_ssm_backend import is_mamba_ssm_checkpoint
 from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
@@ -83,6 +84,8 @@ def _dtype(dtype: Any) -> torch.dtype | None:
 
 
 def _load_tokenizer(source: str | Path) -> tf.PreTrainedTokenizerBase:
+    if not Path(source).is_dir():
+        offline_unless_reachable()
     try:
         return tf.AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError) as err:
@@ -95,6 +98,8 @@ def set_config(config: Any, values: dict[str, Any]) -> None:
 
 
 def _config_with(source: str, overrides: dict[str, Any] | None) -> tf.PretrainedConfig:
+    if not Path(source).is_dir():
+        offline_unless_reachable()
     config = tf.AutoConfig.from_pretrained(source)
     set_config(config, overrides or {})
     return config
@@ -111,6 +116,13 @@ def _from_pretrained(source: str, overrides: dict[str, Any] | None, dtype: torch
             raise ExpspanError(f"{source} is not a loadable transformers model: {str(err).splitlines()[0]}") from err
         raise ExpspanError(f"cannot load model {source!r}: not a local model directory, and the hub is unreachable "
                            "or has no such model", hint=_OFFLINE_HINT.format(spec=source)) from err
+    except Exception as err:  # a damaged file (truncated safetensors, config.json that is not JSON, ...)
+        if not local:
+            raise
+        raise ExpspanError(f"{source} is damaged and cannot be loaded ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:160]})", hint="re-create it (re-export, or rerun the "
+                           "stage that wrote it)") from None
+
 
 
 def _build_preset(name: str, tokenizer: str | None, overrides: dict[str, Any] | None, dtype: torch.dtype | None,
@@ -132,6 +144,8 @@ def _run_final(spec: str) -> Path | None:
     manifest = read_manifest(spec) if Path(spec).is_dir() else None
     if manifest and manifest.get("kind") in ("pretrain", "finetune"):
         return Path(spec) / manifest.get("final", "final")
+    require(manifest is not None or not (Path(spec) / "recipe.json").is_file(), f"{spec} is an unfinished run (it "
+            "has no manifest.json, so no final model)", hint="finish it: rerun its command with --resume")
     return None
 
 

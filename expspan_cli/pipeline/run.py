@@ -19,7 +19,7 @@ from expspan_cli.errors import ExpspanError, require
 from expspan_cli.pipeline.plan import RECIPE_FILE, Stage, build_plan
 from expspan_cli.pipeline.spec import Reproduction, parse_reproduction
 from expspan_cli.pipeline.stages import run_stage
-from expspan_cli.runs import atomic_write_json, atomic_write_text
+from expspan_cli.runs import atomic_write_json, atomic_write_text, check_output
 
 
 @dataclass
@@ -50,8 +50,15 @@ def plan_table(recipe: Reproduction, stages: list[Stage], run: Path) -> Table:
 def check_run_dir(run: Path, recipe: Reproduction) -> None:
     """A run directory belongs to one recipe: refuse to mix the outputs of two different recipes."""
     saved = run / RECIPE_FILE
+    require(not run.exists() or run.is_dir(), f"{run} exists and is not a directory", hint="pass another --out")
+    if run.is_dir() and any(run.iterdir()) and not saved.exists():
+        raise ExpspanError(f"{run} holds files that are not an expspan reproduction; they are left as they are",
+                           hint="pass another --out")
     if saved.exists():
-        old = json.loads(saved.read_text(encoding="utf-8")).get("recipe")
+        try:
+            old = json.loads(saved.read_text(encoding="utf-8")).get("recipe")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            raise ExpspanError(f"{saved} is unreadable", hint="pass another --out") from None
         if old != json.loads(json.dumps(recipe.source, default=str)):
             raise ExpspanError(f"{run} holds a run of a different recipe (or profile)",
                                hint="pass another --out, or delete the old run directory")
@@ -158,6 +165,8 @@ def reproduce(recipe: Reproduction, run: str | Path, *, results: str | Path | No
     run = Path(run)
     started = time.perf_counter()
     check_run_dir(run, recipe)
+    report_dir = Path(results) if results else Path("results") / recipe.name
+    check_output(report_dir, "report", force=True)  # before hours of work: a user's folder is never replaced
     # Key order kept: the order of datasets and rows is meaningful (the first dataset is the default training data).
     atomic_write_text(run / RECIPE_FILE, json.dumps({"recipe": recipe.source}, indent=2, default=str) + "\n")
     stages = build_plan(recipe, run, shard)
@@ -174,6 +183,6 @@ def reproduce(recipe: Reproduction, run: str | Path, *, results: str | Path | No
         console.print(f"report not written yet: {len(missing)} stage(s) of other shards missing "
                       f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
     else:
-        report = write_report([run], Path(results) if results else Path("results") / recipe.name, console=console)
+        report = write_report([run], report_dir, console=console)
         console.print(f"report: {report}")
     return Outcome(run, stages, ran, report, time.perf_counter() - started)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from expspan_cli.errors import ExpspanError, require
 
 DATA_KINDS = ("synthetic", "pg19", "text")
@@ -303,11 +301,6 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
 
 
 def load_reproduction(path: str | Path, quick: bool = False) -> Reproduction:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExpspanError(f"recipe {path} does not exist", hint="e.g. recipes/tiny.yaml") from None
-    except yaml.YAMLError as err:
-        raise ExpspanError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return parse_reproduction(raw, quick, str(path))
+    from expspan_cli.recipe import read_yaml
+
+    return parse_reproduction(read_yaml(path, "recipe"), quick, str(path))

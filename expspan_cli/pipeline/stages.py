@@ -42,7 +42,7 @@ def _evaluate(recipe: Reproduction, run: Path, stage: Stage, quiet: bool) -> Non
     model = row_model(recipe, run, row)
     data = str(run / "data" / job.data) if job.data else None
     start = time.perf_counter()
-    with atomic_dir(stage.path) as tmp:
+    with atomic_dir(stage.path, kind="eval") as tmp:
         if job.kind == "pg19":
             from expspan_cli.eval.pg19 import evaluate_pg19
 
@@ -74,7 +74,7 @@ def _bench(recipe: Reproduction, stage: Stage) -> None:
 
     options = dict(recipe.bench or {})
     start = time.perf_counter()
-    with atomic_dir(stage.path) as tmp:
+    with atomic_dir(stage.path, kind="bench") as tmp:
         rows = bench_attention(**options)
         atomic_write_json(tmp / "attention.json", {"rows": rows, "provenance": provenance()})
         write_manifest(tmp, {"stage": stage.id, "kind": "bench", "record": "attention.json",

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from expspan_cli.errors import require
 from expspan_cli.runs import atomic_dir, atomic_write_text
 
 TIMING_FILE = "timing.json"  # written by `expspan reproduce` into the run directory: each invocation's wall time
@@ -25,17 +26,24 @@ def _timing(paths: list[Path]) -> dict[str, Any] | None:
 
 def write_report(paths: list[str | Path], out: str | Path, console: Console | None = None) -> Path:
     """Write OUT/README.md, comparison.{md,csv,tex}, ruler_groups.csv, training.csv and the figures; returns the
-    README. OUT is replaced as a whole (built aside, renamed into place)."""
+    README. OUT is replaced as a whole (built aside, renamed into place) when it is an earlier report; anything
+    else there is refused."""
     from expspan_cli.report.claims import check_claims, contexts_of
     from expspan_cli.report.figures import bench_figure, ppl_figure, ruler_average_figure, ruler_groups_figure
     from expspan_cli.report.readme import render_readme
     from expspan_cli.report.records import collect
-    from expspan_cli.report.tables import comparison_table, ruler_groups_table, to_latex, to_markdown, \
+    from expspan_cli.report.tables import comparison_table, ruler_groups_table, to_csv, to_latex, to_markdown, \
         training_table
+
+    from expspan_cli.runs import check_output
 
     console = console or Console(stderr=True)
     paths = [Path(p) for p in paths]
+    check_output(out, "report", force=True)  # a folder of anything but an earlier report is never replaced
     col = collect(paths)
+    require(bool(col.entries or col.bench or col.training), f"no evaluation records, training runs or benchmark "
+            f"rows in {', '.join(map(str, paths))}", hint="give `expspan reproduce` run directories, folders of "
+            "`expspan eval` records, or `expspan bench attention --json` files")
     for problem in col.problems:
         console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     if col.missing or col.partial:
@@ -48,10 +56,10 @@ def write_report(paths: list[str | Path], out: str | Path, console: Console | No
     checks = check_claims(col.recipe, frame, contexts)
     marks = {f"{k} {v}": v for k, v in contexts.items()}
     out = Path(out)
-    with atomic_dir(out, force=True) as tmp:
+    with atomic_dir(out, force=True, kind="report") as tmp:
         caption = col.recipe.title if col.recipe else "evaluation records"
         atomic_write_text(tmp / "comparison.md", to_markdown(frame))
-        atomic_write_text(tmp / "comparison.csv", frame.to_csv(float_format="%.4f"))
+        atomic_write_text(tmp / "comparison.csv", to_csv(frame))
         atomic_write_text(tmp / "comparison.tex", to_latex(frame, caption=caption))
         if not groups.empty:
             atomic_write_text(tmp / "ruler_groups.csv", groups.to_csv(index=False, float_format="%.4f"))

@@ -134,6 +134,10 @@ def check_claims(recipe: Any, frame: pd.DataFrame, contexts: dict[str, int]) -> 
         return []
     rows = _rows_by_attention(recipe)
     checks: list[Check] = []
+    nan_cells = frame.attrs.get("nan_cells", [])
+    if nan_cells:
+        checks.append(Check("Every evaluation gave a number", "does not hold", "NaN in " + ", ".join(
+            f"{label} · {column}" for label, column in nan_cells) + "; claims that read them cannot tell"))
     ppl_lengths, ppl = series(frame, "PPL")
     pre, ft, window = contexts.get("pretrain"), contexts.get("finetune"), contexts.get("window")
     if "base" in rows and pre and ppl_lengths:

@@ -87,7 +87,8 @@ def render_readme(col: Collection, frame: pd.DataFrame, checks: list[Check], fig
     out += ["", "## Results", "", "Rows are the fine-tuning runs (attention variant / adapter); PPL columns are "
             "perplexity at each evaluation length (lower is better), Recall columns the accuracy (%) of reproducing a "
             "fact's value when it is queried, by fact-to-query distance in tokens (synthetic corpus), RULER columns "
-            "the average accuracy (%) of the RULER tasks at each length. `—`: no record.", "", to_markdown(frame),
+            "the average accuracy (%) of the RULER tasks at each length. `—`: no record; `NaN`: the evaluation ran and "
+            "gave NaN.", "", to_markdown(frame),
             "Also as [CSV](comparison.csv) and [LaTeX](comparison.tex).", ""]
     notes = _attention_notes(col)
     if notes:

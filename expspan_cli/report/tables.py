@@ -80,7 +80,27 @@ def comparison_table(col: Collection) -> pd.DataFrame:
     frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in col.rows] for c, v in columns.items()},
                          index=[labels[r] for r, _ in col.rows])
     frame.index.name = "Attention"
+    # A record that holds NaN is not a missing record: its cells say NaN, and the claims flag them.
+    frame.attrs["nan_cells"] = sorted((labels[r], c) for c, v in columns.items() for r, x in v.items()
+                                      if isinstance(x, float) and math.isnan(x))
     return frame
+
+
+def _shown(frame: pd.DataFrame, label: Any, column: Any, value: Any, digits: int) -> str:
+    if (label, column) in set(map(tuple, frame.attrs.get("nan_cells", []))):
+        return "NaN"
+    return _cell(value, digits)
+
+
+def to_csv(frame: pd.DataFrame, digits: int = 4) -> str:
+    """CSV with an empty cell where no record is and NaN where a record holds NaN."""
+    cells = frame.attrs.get("nan_cells", [])
+    shown = frame.copy()
+    for column in {c for _, c in cells}:  # those columns as text, the rest exactly as pandas writes them
+        shown[column] = [f"{v:.{digits}f}" if isinstance(v, float) and not math.isnan(v) else "" for v in frame[column]]
+    for label, column in cells:
+        shown.loc[label, column] = "NaN"
+    return shown.to_csv(float_format=f"%.{digits}f")
 
 
 def ruler_groups_table(col: Collection) -> pd.DataFrame:
@@ -124,7 +144,7 @@ def to_markdown(frame: pd.DataFrame, digits: int = 2, index: bool = True) -> str
     head = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, values in frame.iterrows():
-        cells = ([str(label)] if index else []) + [_cell(v, digits) for v in values]
+        cells = ([str(label)] if index else []) + [_shown(frame, label, c, v, digits) for c, v in values.items()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -149,7 +169,7 @@ def to_latex(frame: pd.DataFrame, digits: int = 2, caption: str | None = None) -
     for label, values in frame.iterrows():
         cells = [_tex(str(label))]
         for column, value in zip(frame.columns, values):
-            text = _tex(_cell(value, digits))
+            text = _tex(_shown(frame, label, column, value, digits))
             cells.append(rf"\textbf{{{text}}}" if column in best and value == best[column] else text)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -65,9 +65,10 @@ def apply_method(model: nn.Module, method: str, *, r: int | None = None, alpha: 
         require(bool(names), f"method {method!r} puts LoRA on attention layers, and {type(model).__name__} has no "
                 f"{'/'.join(targets)} projection in an attention layer",
                 hint="use --method full, or a model with attention layers")
-        r = r or default_rank(model)
+        r = r if r is not None else default_rank(model)
+        require(r > 0, f"LoRA rank must be positive, got {r}")
         full, tied = fully_trained_modules(model, spec.full_groups)
-        config = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=names, bias="none",
+        config = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout, target_modules=names, bias="none",
                             task_type="CAUSAL_LM", modules_to_save=full or None, ensure_weight_tying=tied)
         model = get_peft_model(model, config)
         if tied:

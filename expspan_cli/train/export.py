@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from expspan_cli.errors import require
-from expspan_cli.runs import atomic_dir, atomic_write_json, atomic_write_text, provenance, read_manifest
+from expspan_cli.runs import atomic_dir, atomic_write_json, atomic_write_text, check_output, provenance, read_manifest
 from expspan_cli.train.artifacts import model_card, trained_config
 
 _METRICS = {"pg19": ("ppl", "ppl"), "recall": ("accuracy", "recall %"), "ruler": ("average", "RULER average")}
@@ -43,7 +43,7 @@ def export_run(run: str | Path, out: str | Path, force: bool = False, records: l
     require(manifest is not None and manifest.get("kind") in ("pretrain", "finetune"),
             f"{run} is not a completed pretrain/finetune run (no manifest.json)",
             hint="finish it first (`expspan finetune ... --resume`)")
-    require(force or not Path(out).exists(), f"{out} already exists", hint="choose another --out or pass --force")
+    check_output(out, "export", force)
     from expspan_cli.attention import make_params
     from expspan_cli.models.zoo import set_config
 
@@ -54,7 +54,7 @@ def export_run(run: str | Path, out: str | Path, force: bool = False, records: l
     set_config(model.config, trained_config(model.config, tok, variant, params, manifest["seq_len"],
                                             manifest.get("pretrain_context")))
     card = model_card(manifest, run_scores(run, [Path(r) for r in records or []]))
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, kind="export") as tmp:
         model.save_pretrained(str(tmp))
         if tok is not None:
             tok.save_pretrained(str(tmp))

@@ -129,33 +129,46 @@ def _deepspeed_config(path: str | None) -> dict[str, Any] | None:
         return None
     import importlib.util
 
-    import yaml
+    from expspan_cli.recipe import read_yaml
 
     require(importlib.util.find_spec("deepspeed") is not None, "a DeepSpeed config was given but deepspeed is not "
             "installed", hint="pip install deepspeed (GPU machines), or drop deepspeed from the recipe")
+    return read_yaml(path, "DeepSpeed config")  # YAML is a superset of JSON
+
+
+def _check_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> None:
+    """Refuse, before anything loads, an --out that is not a new or resumable run of this recipe. Only the main
+    process checks: the others would see its fresh directory as someone else's run."""
+    if not _is_main():
+        return
+    require(not run.exists() or run.is_dir(), f"{run} exists and is not a directory", hint="choose another --out")
+    require(read_manifest(run) is None, f"{run} is a completed run", hint="choose another --out")
+    if run.exists() and any(run.iterdir()):
+        require((run / "recipe.json").exists(), f"{run} holds files that are not an expspan run; they are left as they are",
+                hint="choose another --out")
+        require(resume, f"{run} already holds an unfinished run", hint="pass --resume to continue it, or another --out")
+
+
+def _check_resume(run: Path, recipe: TrainRecipe) -> None:
+    """A resumed run continues the same recipe (compared once every derived value is filled in)."""
+    saved = run / "recipe.json"
+    if not _is_main() or not saved.exists():
+        return
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # YAML is a superset of JSON
-    except FileNotFoundError as err:
-        raise ExpspanError(f"DeepSpeed config {path} does not exist") from err
+        old = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ExpspanError(f"{saved} is unreadable, so {run} cannot be resumed", hint="choose another --out") from None
+    changed = sorted(k for k, v in recipe.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
+    require(not changed, f"--resume with a different recipe ({', '.join(changed)} changed)",
+            hint="resume with the options of the interrupted run")
 
 
 def _prepare_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> bool:
-    """Create or check RUN; True when this call created it (so a failure may remove it again). Only the main
-    process checks and creates: the others would see its fresh directory as someone else's run."""
-    if not _is_main():
-        return False
-    require(read_manifest(run) is None, f"{run} is a completed run", hint="choose another --out")
-    saved = run / "recipe.json"
-    if run.exists() and any(run.iterdir()):
-        require(resume, f"{run} already holds an unfinished run", hint="pass --resume to continue it, or another --out")
-        if saved.exists():
-            old = json.loads(saved.read_text())
-            changed = sorted(k for k, v in recipe.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
-            require(not changed, f"--resume with a different recipe ({', '.join(changed)} changed)",
-                    hint="resume with the options of the interrupted run")
+    """Create RUN (checked by `_check_run_dir`); True when this call created it (so a failure may remove it)."""
+    if not _is_main() or (run.exists() and any(run.iterdir())):
         return False
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(saved, recipe.to_dict())
+    atomic_write_json(run / "recipe.json", recipe.to_dict())
     return True
 
 
@@ -216,18 +229,32 @@ def _check_vocab(prepared: Any, tok: Any, model: torch.nn.Module) -> None:
 def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune", resume: bool = False,
                  console: Console | None = None) -> Path:
     """Train per `recipe` into run directory `out` (see module doc); returns it. Validates everything a user can
-    get wrong before the directory is created."""
-    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
+    get wrong before the directory is created, and holds a lock on it while training (main process)."""
+    import contextlib
+
+    from expspan_cli.runs import output_lock
+
+    console = console or Console(stderr=True)
+    recipe = resolve_recipe(recipe, kind)
+    run = Path(out)
+    with output_lock(run) if _is_main() else contextlib.nullcontext():
+        _check_run_dir(run, recipe, resume)
+        return _train(recipe, run, kind, resume, console)
+
+
+def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Console) -> Path:
+    from transformers import PrinterCallback, Trainer, set_seed
 
     from expspan_cli.train.adapters import apply_method, print_trainable_table, trainable_table
     from expspan_cli.train.blocks import collate, training_blocks
     from expspan_cli.train.callbacks import (CompleteCheckpointCallback, MetricsCallback, last_complete_checkpoint,
                                              training_progress, truncate_metrics)
-    console = console or Console(stderr=True)
-    recipe = resolve_recipe(recipe, kind)
-    run, data_dir = Path(out), Path(recipe.data)
+    data_dir = Path(recipe.data)
     blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
     base = plan_base(recipe, kind, prepared, seq_len)
+    _check_resume(run, recipe)
+    ckpt_dir = run / "checkpoints"
+    args = _training_arguments(recipe, ckpt_dir)  # its own checks (scheduler, DeepSpeed) before any weight loads
     set_seed(recipe.seed)  # LoRA's init draws from the global RNG before the Trainer seeds it
     model, tok = load_for_training(recipe, kind, prepared, base)
     model = apply_method(model, recipe.method, r=recipe.lora_r, alpha=recipe.lora_alpha,
@@ -242,24 +269,11 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     table = trainable_table(model)
     if _is_main():
         print_trainable_table(table, recipe.method, console)
-    ds_config = _deepspeed_config(recipe.deepspeed)
-    bf16 = recipe.bf16 if recipe.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     created = _prepare_run_dir(run, recipe, resume)
-    ckpt_dir = run / "checkpoints"
     checkpoint = last_complete_checkpoint(ckpt_dir, clean=_is_main()) if resume else None
     metrics = run / "metrics.jsonl"
     if _is_main():
         truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir), max_steps=recipe.max_steps, per_device_train_batch_size=recipe.per_device_batch_size,
-        gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.resolved_lr(),
-        warmup_steps=recipe.warmup_steps, lr_scheduler_type=recipe.lr_scheduler, weight_decay=recipe.weight_decay,
-        bf16=bf16, gradient_checkpointing=recipe.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=recipe.logging_steps,
-        save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit, seed=recipe.seed,
-        data_seed=recipe.seed, report_to="none", disable_tqdm=True, remove_unused_columns=False,
-        dataloader_num_workers=0, deepspeed=ds_config, ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
-        ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available())
     tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
                  CompleteCheckpointCallback()] + _tensorboard(run)
@@ -276,6 +290,28 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
         _finish(run, recipe, kind, trainer.model, tok, base, table, seq_len, data_dir, time.time() - start,
                 str(checkpoint) if checkpoint else None, peft)
     return run
+
+
+def _training_arguments(recipe: TrainRecipe, ckpt_dir: Path) -> Any:
+    from transformers import TrainingArguments
+
+    bf16 = recipe.bf16 if recipe.bf16 is not None else bool(torch.cuda.is_available() and
+                                                            torch.cuda.is_bf16_supported())
+    try:
+        return TrainingArguments(
+            output_dir=str(ckpt_dir), max_steps=recipe.max_steps,
+            per_device_train_batch_size=recipe.per_device_batch_size, gradient_accumulation_steps=recipe.grad_accum,
+            learning_rate=recipe.resolved_lr(), warmup_steps=recipe.warmup_steps,
+            lr_scheduler_type=recipe.lr_scheduler, weight_decay=recipe.weight_decay, bf16=bf16,
+            gradient_checkpointing=recipe.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=recipe.logging_steps,
+            save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit, seed=recipe.seed,
+            data_seed=recipe.seed, report_to="none", disable_tqdm=True, remove_unused_columns=False,
+            dataloader_num_workers=0, deepspeed=_deepspeed_config(recipe.deepspeed),
+            ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
+            ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available())
+    except ValueError as err:  # a setting transformers refuses (e.g. bf16 on a device without it)
+        raise ExpspanError(f"training settings refused: {str(err).splitlines()[0]}") from None
 
 
 def _tensorboard(run: Path) -> list[Any]:

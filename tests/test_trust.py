@@ -3,48 +3,22 @@ transformers / PEFT / lm-eval load to expspan's exact numbers, the fine-tuned co
 persists in the config, one typed option parser, and SE strictly causal at inference. Commands are typed as a user
 types them."""
 
-import io
 import json
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
+from support import refused as _refused
+from support import run_cli as _cli
 
-from expspan_cli.cli import main
 from expspan_cli.recipe import build_recipe
 from expspan_cli.train.run import run_training
 
 FAST = ["--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--warmup-steps", "1", "--save-steps", "100",
         "--lr", "1e-2", "--no-gradient-checkpointing"]
-
-
-def _cli(*args):
-    """`expspan ARGS` in this process, through the console entry point (errors -> one line, exit 2)."""
-    out, argv = io.StringIO(), sys.argv
-    sys.argv, code = ["expspan", *map(str, args)], 0
-    try:
-        with redirect_stdout(out), redirect_stderr(out):
-            main()
-    except SystemExit as stop:
-        code = stop.code or 0
-    finally:
-        sys.argv = argv
-    return SimpleNamespace(exit_code=code, output=out.getvalue(), exception=None)
-
-
-def _refused(result, *phrases):
-    """Exit 2, one error line (plus an optional hint line), no traceback, each phrase said."""
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    lines = [x for x in result.output.splitlines() if x.strip()]
-    assert 1 <= len(lines) <= 2 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in result.output, result.output
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,11 @@ def is_mamba_ssm_checkpoint(path: str | Path) -> bool:
     config = Path(path) / CONFIG_FILE
     if not config.is_file():
         return False
-    data = json.loads(config.read_text())
-    return "model_type" not in data and "d_model" in data and "ssm_cfg" in data
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # not readable as a mamba-ssm config: the transformers loader names the damage
+    return isinstance(data, dict) and "model_type" not in data and "d_model" in data and "ssm_cfg" in data
 
 
 def read_config(spec: str) -> dict[str, Any]:

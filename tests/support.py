@@ -1,0 +1,32 @@
+"""Helpers the tests share: the console entry point run in this process, as a user types a command."""
+
+import io
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from types import SimpleNamespace
+
+from expspan_cli.cli import main
+
+
+def run_cli(*args) -> SimpleNamespace:
+    """`expspan ARGS` through the console entry point (errors -> one line, exit 2): exit_code and output."""
+    out, argv = io.StringIO(), sys.argv
+    sys.argv, code = ["expspan", *map(str, args)], 0
+    try:
+        with redirect_stdout(out), redirect_stderr(out):
+            main()
+    except SystemExit as stop:
+        code = stop.code or 0
+    finally:
+        sys.argv = argv
+    return SimpleNamespace(exit_code=code, output=out.getvalue(), exception=None)
+
+
+def refused(result, *phrases) -> None:
+    """Exit 2, one error line (plus an optional hint line), no traceback, each phrase said."""
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in result.output, result.output

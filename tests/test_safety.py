@@ -326,3 +326,25 @@ def test_every_numeric_option_refuses_a_bad_value(tmp_path, monkeypatch, path, c
     said = result.output.splitlines()[0]
     assert option in said or option[2:].replace("-", "_") in said, said  # it names what was wrong
     assert not any(work.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["cwd"]  # nothing written
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, data, model_dir, monkeypatch):
+    import errno
+
+    from expspan_cli.data import build
+    from expspan_cli.train import callbacks
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build, "_prepare_split", full)
+    refused(run_cli("prepare", "synthetic", "--out", tmp_path / "prep", "--train-docs", "2", "--eval-docs", "1",
+                    "--doc-words", "300", "--distance", "16:200", "--tokenizer", "bpe:300"), "no space left")
+    monkeypatch.setattr(callbacks.CompleteCheckpointCallback, "on_save", full)
+    result = run_cli("finetune", "--model", model_dir, "--data", data, "--attn", "full", "--out", tmp_path / "ft",
+                     "--max-steps", "2", "--save-steps", "1", "--grad-accum", "1", "--no-gradient-checkpointing")
+    # Training printed its table first; the failure is still one error line at the end.
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert [x for x in result.output.splitlines() if x.startswith("error:")] == [
+        "error: no space left on the device; the output being written was removed"]
+    _no_leftovers(tmp_path)  # no prepared folder, no partial sibling, no run directory

@@ -19,7 +19,7 @@ app = typer.Typer(
     name="expspan",
     help="Long-context fine-tuning of hybrid state-space models: SE-Attn, HyLoRA and their baselines, measured.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode=None,  # plain help: brackets in option help ([default: ...]) are text, not markup
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench.app, name="bench")
@@ -29,8 +29,17 @@ train.register(app)  # pretrain, finetune, export
 report.register(app)  # reproduce, report
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from expspan_cli import __version__
+
+        typer.echo(f"expspan {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print expspan's version and exit.")) -> None:
     """Long-context fine-tuning of hybrid state-space models: SE-Attn, HyLoRA and their baselines, measured."""
 
 

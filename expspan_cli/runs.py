@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -23,6 +25,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -151,6 +154,7 @@ def atomic_dir(final: str | Path, force: bool = False, kind: str | None = None) 
         for stale in final.parent.glob(f".{final.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # as mkdir would create it (mkdtemp makes it private)
         try:
             yield tmp
             if kind is not None:

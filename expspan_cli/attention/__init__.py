@@ -1,15 +1,20 @@
-"""Attention variants (SE-Attn, S2-Attn, sliding window, full) on plain tensors and inside transformers models."""
+"""Attention variants (SE-Attn, S2-Attn, sliding window, full) on plain tensors and inside transformers models.
 
-from expspan_cli.attention.dispatch import attend
-from expspan_cli.attention.hf import (
-    IMPLEMENTATIONS,
-    attention_modules,
-    current_attention,
-    record_retrievals,
-    register,
-    set_attention,
-)
-from expspan_cli.attention.params import VARIANTS, S2Params, SEParams, SWParams, make_params
+Names load on first use, so reading the variant registry (`attention.params`) imports no torch: the command line
+checks `--attn` at once."""
 
-__all__ = ["VARIANTS", "IMPLEMENTATIONS", "SEParams", "S2Params", "SWParams", "attend", "attention_modules",
-           "current_attention", "make_params", "record_retrievals", "register", "set_attention"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"attend": "dispatch", "IMPLEMENTATIONS": "hf", "attention_modules": "hf", "current_attention": "hf",
+          "record_retrievals": "hf", "register": "hf", "set_attention": "hf", "VARIANTS": "params",
+          "SEParams": "params", "S2Params": "params", "SWParams": "params", "make_params": "params"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

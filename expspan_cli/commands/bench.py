@@ -10,7 +10,7 @@ from rich.table import Table
 
 from expspan_cli.options import parse_device, parse_int_list
 
-app = typer.Typer(help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
+app = typer.Typer(rich_markup_mode=None, help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
                   no_args_is_help=True)
 
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-app = typer.Typer(help="Evaluate a model: PG-19 perplexity, RULER, lm-eval harness. Each run writes one JSON record.",
+from expspan_cli.attention.params import VARIANTS
+from expspan_cli.eval.perplexity import PROTOCOLS
+
+AttnName = Literal[VARIANTS]  # choices from the registries, checked before torch loads
+Protocol = Literal[PROTOCOLS]
+
+app = typer.Typer(rich_markup_mode=None, help="Evaluate a model: PG-19 perplexity, recall by distance, RULER, lm-eval "
+                  "harness. Each run writes one JSON record and prints its scores.",
                   no_args_is_help=True)
 
 MODEL = typer.Option(..., "--model", help="Preset, local model directory, hub id, or fine-tuning run directory.")
@@ -24,6 +31,31 @@ QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 
 
 def _done(path: Path) -> None:
+    """The scores on screen, like lm-eval prints them, then where the record is."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from expspan_cli.eval.records import score_rows
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    attention = record.get("attention") or {}
+    title = f"{record['kind']} · {record['model'].get('spec')} · attention {attention.get('variant', 'full')}"
+    if attention.get("retrieval"):
+        title += f" ({attention['retrieval']} retrieval)"
+    console = Console()
+    console.print(title, highlight=False, soft_wrap=True)
+    table = Table()
+    for column in ("metric", "at", "value"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    full = attention.get("full_attention_at") or {}
+    for row in score_rows(record):
+        value = row["value"]
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+        table.add_row(row["metric"], str(row["at"]) + (" (= full attention)" if str(row["at"]) in full else ""),
+                      shown)
+    console.print(table)
     typer.echo(f"record: {path}")
 
 
@@ -40,14 +72,14 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
                                                         "(`expspan prepare`), read from its docs view."),
          lengths: str = typer.Option("2048,8192,16384,32768", "--lengths", help="Context lengths, comma list."),
          split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
-         protocol: str = typer.Option("longlora", "--protocol", help="longlora (a window every 256 tokens, all "
+         protocol: Protocol = typer.Option("longlora", "--protocol", help="longlora (a window every 256 tokens, all "
                                       "tokens scored) or strided (each token scored once)."),
          stride: Optional[int] = typer.Option(None, "--stride", min=1, help="strided: tokens between windows, "
                                               "below the length (default: half of it)."),
          batch_size: int = typer.Option(1, "--batch-size", min=1, help="Windows per forward pass."),
          max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=2, help="Score only the stream's first N "
                                                   "tokens."),
-         attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+         attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
          device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Perplexity of the prepared evaluation split at each context length."""
@@ -61,6 +93,30 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
                         attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
                         batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
                         device=device, quiet=quiet))
+
+
+@app.command("recall")
+def recall(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prepared synthetic data "
+                                                          "(`expspan prepare synthetic`), with its recall annotations."),
+           lengths: str = typer.Option("2048", "--lengths", help="Context lengths, comma list (2k = 2048)."),
+           split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
+           max_docs: Optional[int] = typer.Option(None, "--max-docs", min=1, help="Score only the first N documents."),
+           edges: Optional[str] = typer.Option(None, "--edges", help="Distance bucket edges in tokens, comma list "
+                                               "(default: 256,512,1024)."),
+           attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
+           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
+    """Recall of the synthetic corpus's facts by fact-to-question distance (the embedded default's headline)."""
+    from expspan_cli.attention.params import parse_attn_params
+    from expspan_cli.eval.loading import parse_lengths
+    from expspan_cli.eval.recall import evaluate_recall
+    from expspan_cli.options import parse_int_list
+
+    _check_out(out)
+    _done(evaluate_recall(model, data, parse_lengths(lengths), out, split=split, max_docs=max_docs,
+                          edges=parse_int_list(edges, "--edges") if edges else None, attn=attn,
+                          attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
+                          allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
 
 
 @app.command("ruler")
@@ -82,7 +138,7 @@ def ruler(model: str = MODEL,
           oracle: bool = typer.Option(False, "--oracle", help="Answer by reading the prompt (the 100 ceiling)."),
           cache: Optional[Path] = typer.Option(None, "--cache", help="Sample cache directory "
                                                "(default: $EXPSPAN_CACHE/ruler or ~/.cache/expspan/ruler)."),
-          attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+          attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """RULER accuracy per task and length, the paper's groups and the average (greedy decoding)."""
@@ -111,7 +167,7 @@ def harness(model: str = MODEL,
             batch_size: int = typer.Option(1, "--batch-size", min=1),
             max_length: Optional[int] = typer.Option(None, "--max-length", min=1, help="Context the wrapper truncates to."),
             seed: int = typer.Option(1234, "--seed", min=0),
-            attn: str = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
+            attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
             tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
     """lm-eval tasks through its simple_evaluate on the loaded model."""
     from expspan_cli.attention.params import parse_attn_params

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.table import Table
 
-from expspan_cli.data.synthetic import SyntheticSpec
+from expspan_cli.data.synthetic import ANSWERS, DISTRIBUTIONS, SyntheticSpec
 
 MAX_SEQ_LEN = 1 << 22  # 4M tokens a block: past the longest context any model here handles, and a bound on memory
 
 _SYN = SyntheticSpec()
 
-app = typer.Typer(help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
+app = typer.Typer(rich_markup_mode=None, help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
                   no_args_is_help=True)
 
 _TOKENIZER_HELP = ("A transformers id or local path (the model's own tokenizer), bpe:N to train a byte-level BPE, or "
@@ -105,9 +106,10 @@ def synthetic(
     doc_words: int = typer.Option(_SYN.doc_words, "--doc-words", min=1, help="Words of filler per document."),
     facts: int = typer.Option(_SYN.facts, "--facts", min=0, help="Key-value facts stated and later queried per document."),
     distance: str = typer.Option("{}:{}".format(*_SYN.distance), "--distance", help="MIN:MAX words between a fact and its query."),
-    distribution: str = typer.Option(_SYN.distribution, "--distribution", help="loguniform | uniform"),
+    distribution: Literal[DISTRIBUTIONS] = typer.Option(_SYN.distribution, "--distribution",
+                                                        help="How fact-to-query distances are drawn."),
     haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", min=1, help="Words per haystack essay."),
-    answer: str = typer.Option(_SYN.answer, "--answer", help="value ('Answer: 4821.') | restate ('Answer: the pin "
+    answer: Literal[ANSWERS] = typer.Option(_SYN.answer, "--answer", help="value ('Answer: 4821.') | restate ('Answer: the pin "
                                "of Dara Vell is 4821.', the value after the same words as where it was stated)"),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
+from expspan_cli.attention.params import VARIANTS
 from expspan_cli.errors import ExpspanError
+from expspan_cli.recipe import LR, LR_S2, TrainRecipe
+from expspan_cli.train.methods import METHODS
+
+_D = TrainRecipe()  # the defaults the help shows are the recipe's own
+
+MethodName = Literal[tuple(METHODS)]  # choices from the registries, checked before torch loads
+AttnName = Literal[VARIANTS]
 
 
 def _curriculum(text: str | None) -> list | None:
@@ -23,10 +31,9 @@ def _curriculum(text: str | None) -> list | None:
 
 
 def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options) -> None:
+    from expspan_cli.options import parse_pairs
     from expspan_cli.recipe import build_recipe
     from expspan_cli.train.run import run_training
-
-    from expspan_cli.options import parse_pairs
 
     options["attn_params"] = parse_pairs(options.pop("attn_param"), "--attn-param") or None
     run = run_training(build_recipe(recipe, **options), out, kind=kind, resume=resume)
@@ -37,18 +44,18 @@ Out = typer.Option(..., "--out", help="run directory to create (or continue with
 RecipeOpt = typer.Option(None, "--recipe", help="YAML recipe; options given here override its fields")
 Resume = typer.Option(False, "--resume", help="continue an interrupted run from its last complete checkpoint")
 Data = typer.Option(None, "--data", help="directory written by `expspan prepare`")
-MaxSteps = typer.Option(None, "--max-steps", help="optimizer steps [1000]")
-SaveSteps = typer.Option(None, "--save-steps", help="checkpoint every N steps [100]")
-Lr = typer.Option(None, "--lr", help="learning rate [2e-4; 2e-5 with S2-Attn]")
-Seed = typer.Option(None, "--seed", help="random seed [42]")
+MaxSteps = typer.Option(None, "--max-steps", help=f"optimizer steps [{_D.max_steps}]")
+SaveSteps = typer.Option(None, "--save-steps", help=f"checkpoint every N steps [{_D.save_steps}]")
+Lr = typer.Option(None, "--lr", help=f"learning rate [{LR:g}; {LR_S2:g} with S2-Attn]")
+Seed = typer.Option(None, "--seed", help=f"random seed [{_D.seed}]")
 SeqLen = typer.Option(None, "--seq-len", help="training length; must divide the prepared block length [prepared]")
-Batch = typer.Option(None, "--batch-size", help="per-device batch size [1]")
-Accum = typer.Option(None, "--grad-accum", help="gradient accumulation steps [8]")
-Warmup = typer.Option(None, "--warmup-steps", help="linear warmup steps [20]")
-Sched = typer.Option(None, "--lr-scheduler", help="transformers scheduler name [constant_with_warmup]")
-Wd = typer.Option(None, "--weight-decay", help="AdamW weight decay [0]")
+Batch = typer.Option(None, "--batch-size", help=f"per-device batch size [{_D.per_device_batch_size}]")
+Accum = typer.Option(None, "--grad-accum", help=f"gradient accumulation steps [{_D.grad_accum}]")
+Warmup = typer.Option(None, "--warmup-steps", help=f"linear warmup steps [{_D.warmup_steps}]")
+Sched = typer.Option(None, "--lr-scheduler", help=f"transformers scheduler name [{_D.lr_scheduler}]")
+Wd = typer.Option(None, "--weight-decay", help=f"AdamW weight decay [{_D.weight_decay:g}]")
 Bf16 = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision [where supported]")
-Gc = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="[on]")
+Gc = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="recompute activations in the backward pass to save memory [on]")
 Ds = typer.Option(None, "--deepspeed", help="DeepSpeed config, e.g. recipes/deepspeed-zero2.yaml")
 
 
@@ -77,9 +84,10 @@ def finetune(out: Path = Out, data: Optional[str] = Data,
                                               "(benchmarks); marked in the manifest and reports"),
              tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="tokenizer to load the model with "
                                                      "[the model's own]"),
-             method: Optional[str] = typer.Option(None, "--method", help="full | lora | lora+ | hylora | longlora "
-                                                  "[hylora]"),
-             attn: Optional[str] = typer.Option(None, "--attn", help="full | se | s2 | swa [se]"),
+             method: Optional[MethodName] = typer.Option(None, "--method", help="adapter method (default: "
+                                                         "hylora)"),
+             attn: Optional[AttnName] = typer.Option(None, "--attn", help="attention while training (default: se; "
+                                                     "longlora: s2)"),
              attn_param: Optional[list[str]] = typer.Option(None, "--attn-param", help="KEY=VALUE for the attention "
                                                             "(se: chunk_sizes, block_size, top_k; s2: "
                                                             "group_size_ratio; swa: window); repeatable. Unset: "

@@ -7,6 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
     TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from expspan_cli.progress import progress
+
 console = Console(stderr=True)
 
 
@@ -21,7 +23,7 @@ class TokenRateColumn(ProgressColumn):
 
 
 def token_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("docs"),
+    return progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("docs"),
                     TokenRateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 

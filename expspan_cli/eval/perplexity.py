@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from expspan_cli.errors import ExpspanError
 
@@ -48,10 +49,11 @@ def windows(n_tokens: int, length: int, protocol: str, stride: int | None = None
     return out
 
 
-@torch.no_grad()
 def perplexity(model: Any, stream: torch.Tensor, length: int, protocol: str = "longlora", stride: int | None = None,
                batch_size: int = 1, on_batch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """exp(mean NLL) over the protocol's scored tokens; on_batch(windows, tokens) reports progress."""
+    import torch
+
     stream = stream.flatten().long()
     wins = windows(len(stream), length, protocol, stride)
     device = next(model.parameters()).device
@@ -60,7 +62,8 @@ def perplexity(model: Any, stream: torch.Tensor, length: int, protocol: str = "l
         group = wins[b:b + batch_size]
         width = max(min(w.start + length, len(stream)) - w.start for w in group)
         ids = torch.stack([stream[w.start:w.start + width] for w in group]).to(device)
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         positions = torch.arange(1, width, device=device)
         scored = torch.stack([positions + w.start >= w.first_target for w in group])
@@ -70,5 +73,6 @@ def perplexity(model: Any, stream: torch.Tensor, length: int, protocol: str = "l
             on_batch(len(group), ids.numel())
     mean = total_nll / total_scored
     return {"ppl": math.exp(mean), "nll": mean, "scored_tokens": total_scored, "windows": len(wins),
-            "stream_tokens": len(stream), "protocol": protocol, "stride": (stride if stride is not None else length // 2) if protocol == "strided"
-            else LONGLORA_STEP, "length": length}
+            "stream_tokens": len(stream), "protocol": protocol,
+            "stride": (stride if stride is not None else length // 2) if protocol == "strided" else LONGLORA_STEP,
+            "length": length}

@@ -7,6 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
     TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from expspan_cli.progress import progress
+
 
 class RateColumn(ProgressColumn):
     """`field` per second, from the task's field (or its completed count when field is None)."""
@@ -22,6 +24,6 @@ class RateColumn(ProgressColumn):
 
 
 def eval_progress(unit: str, field: str | None = None, disable: bool = False) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+    return progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                     RateColumn(unit, field), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=disable, transient=False)
+                    console=Console(stderr=True), disable=disable)

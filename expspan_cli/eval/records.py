@@ -28,3 +28,27 @@ def write_record(out: str | Path, kind: str, metrics: dict[str, Any], config: di
     record = {"kind": kind, "metrics": metrics, "config": config, "model": model, "adapter": adapter,
               "attention": attention, "provenance": provenance(), "wall_time_s": round(wall_time_s, 3)}
     return atomic_write_json(record_path(out, kind), record)
+
+
+# The headline metric of each kind: (metrics key holding {length or task: value}, its name on screen).
+HEADLINES = {"pg19": ("ppl", "perplexity"), "recall": ("accuracy", "recall %"), "ruler": ("average", "RULER avg %")}
+
+
+def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's scores as rows {metric, at, value}: the headline metric per length (per task for harness)."""
+    metrics = record.get("metrics") or {}
+    if record.get("kind") == "harness":
+        rows = []
+        for task, results in (metrics.get("results") or {}).items():
+            for name, value in results.items():
+                if "stderr" not in name and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    rows.append({"metric": f"{task} {name.split(',')[0]}", "at": "-", "value": value})
+        return rows
+    key, name = HEADLINES.get(record.get("kind"), (None, None))
+    rows = [{"metric": name, "at": at, "value": value} for at, value in (metrics.get(key) or {}).items()]
+    if record.get("kind") == "recall":  # the headline is by distance: a row per bucket, with its count of facts
+        for at, result in (metrics.get("by_length") or {}).items():
+            counts = result.get("counts") or {}
+            rows += [{"metric": f"recall % at distance {bucket} ({counts.get(bucket, 0)} facts)", "at": at,
+                      "value": value} for bucket, value in (result.get("by_distance") or {}).items()]
+    return rows

@@ -5,7 +5,6 @@ model (the reading side is models/adapter.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +13,11 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from expspan_cli.errors import ExpspanError, require
+from expspan_cli.errors import require
 from expspan_cli.models.adapter import ADAPTER_INFO
 from expspan_cli.models.layers import attention_projection_names, is_norm, parameter_groups, ssm_mixers
+from expspan_cli.train.methods import GROUPS, METHODS, get_method
 
-GROUPS = ("lora", "embeddings", "norms", "conv1d", "other")
-
-
-@dataclass(frozen=True)
-class Method:
-    description: str
-    lora: bool
-    full_groups: tuple[str, ...]  # parameter groups trained fully (besides LoRA)
-    attn: str | None = None  # a preset's attention variant
-    lr: float | None = None  # a preset's learning rate
-
-
-METHODS: dict[str, Method] = {
-    "full": Method("every parameter trains", False, GROUPS),
-    "lora": Method("LoRA on the attention layers' projections only (targeted by layer, not name)", True, ()),
-    "lora+": Method("LongLoRA's LoRA+: lora + trainable embeddings and normalization layers", True,
-                    ("embeddings", "norms")),
-    "hylora": Method("lora+ + the SSM layers' 1D convolutions trained fully (fused kernels read the conv weight "
-                     "directly, so LoRA on it would do nothing)", True, ("embeddings", "norms", "conv1d")),
-    "longlora": Method("S2-Attn + lora+ at LongLoRA's learning rate 2e-5", True, ("embeddings", "norms"),
-                       attn="s2", lr=2e-5),
-}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ExpspanError(f"unknown method {name!r}", hint=f"one of {', '.join(METHODS)}")
-    return METHODS[name]
 
 
 def default_rank(model: nn.Module) -> int:

@@ -14,6 +14,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from expspan_cli.progress import progress
 from expspan_cli.runs import atomic_write_text
 
 COMPLETE = "checkpoint-complete"
@@ -57,7 +58,8 @@ class MetricsCallback(TrainerCallback):
             f.write(json.dumps(record) + "\n")
         if self.task is not None:
             self.progress.update(self.task, completed=state.global_step,
-                                 rate=f"loss {logs['loss']:.3f} · {rate or 0:,.0f} tok/s")
+                                 rate=f"loss {logs['loss']:.3f} · lr {logs.get('learning_rate') or 0:.2e} · "
+                                      f"{rate or 0:,.0f} tok/s")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.task is not None:
@@ -65,7 +67,7 @@ class MetricsCallback(TrainerCallback):
 
 
 def training_progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
                     TimeRemainingColumn())
 

@@ -11,11 +11,10 @@ from expspan_cli.errors import require
 from expspan_cli.runs import atomic_dir, atomic_write_json, atomic_write_text, check_output, provenance, read_manifest
 from expspan_cli.train.artifacts import model_card, trained_config
 
-_METRICS = {"pg19": ("ppl", "ppl"), "recall": ("accuracy", "recall %"), "ruler": ("average", "RULER average")}
-
-
 def run_scores(run: Path, record_dirs: list[Path]) -> list[dict[str, Any]]:
-    """One row per (record, length) among the evaluation records of `run` found under the run and `record_dirs`."""
+    """One row per (record, score) among the evaluation records of `run` found under the run and `record_dirs`."""
+    from expspan_cli.eval.records import score_rows
+
     target = run.resolve()
     rows = []
     for directory in [run, *record_dirs]:
@@ -25,13 +24,11 @@ def run_scores(run: Path, record_dirs: list[Path]) -> list[dict[str, Any]]:
                 spec = Path(str(record["model"]["spec"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if record.get("kind") not in _METRICS or not spec.exists() or spec.resolve() != target:
+            if not spec.exists() or spec.resolve() != target:
                 continue
-            key, metric = _METRICS[record["kind"]]
             attention = (record.get("attention") or {}).get("variant", "full")
-            for length, value in ((record.get("metrics") or {}).get(key) or {}).items():
-                rows.append({"kind": record["kind"], "attention": attention, "metric": f"{metric} at {length}",
-                             "value": value})
+            rows += [{"kind": record["kind"], "attention": attention, "metric": f"{r['metric']} at {r['at']}",
+                      "value": r["value"]} for r in score_rows(record)]
     return rows
 
 

@@ -40,7 +40,7 @@ def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
     from expspan_cli.attention import VARIANTS, make_params
     from expspan_cli.models import PRESETS
     from expspan_cli.models.zoo import is_random_preset
-    from expspan_cli.train.adapters import get_method
+    from expspan_cli.train.methods import get_method
 
     if kind == "pretrain":
         require(recipe.method in ("full", "hylora") and recipe.attn in (None, "full", "se"),

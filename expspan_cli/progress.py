@@ -1,0 +1,56 @@
+"""The one progress layer of prepare, train and eval: rich bars on a terminal; plain timestamped lines (at most one
+every `LOG_EVERY_S` seconds per task, or $EXPSPAN_LOG_EVERY_S, and one when a task ends) when output goes to a file, a pipe or a CI log."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID
+
+LOG_EVERY_S = 30.0
+# Rates and ETAs average over this window, so an ETA shows even when steps are minutes apart.
+SPEED_WINDOW_S = 3600.0
+
+
+class _LineProgress(Progress):
+    """Progress for logs: the live display is off; each update may print the task's columns as one line."""
+
+    def __init__(self, *columns: ProgressColumn, console: Console, every_s: float = LOG_EVERY_S):
+        super().__init__(*columns, console=console, disable=True, speed_estimate_period=SPEED_WINDOW_S)
+        self.every_s = every_s
+        self._logged: dict[TaskID, float] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def _log(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        now = time.monotonic()
+        if not task.finished and now - self._logged.get(task_id, -self.every_s) < self.every_s:
+            return
+        if task.finished and self._logged.get(task_id) == float("inf"):
+            return
+        self._logged[task_id] = float("inf") if task.finished else now
+        cells = [str(column(task)) for column in self.columns if not isinstance(column, BarColumn)]
+        line = " ".join(c for c in cells if c.strip())
+        self.console.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", highlight=False, markup=False,
+                           soft_wrap=True)
+
+
+def progress(*columns: ProgressColumn, console: Console | None = None, disable: bool = False) -> Progress:
+    """A Progress with these columns: a live bar on a terminal, periodic lines elsewhere, nothing when disabled."""
+    console = console or Console(stderr=True)
+    if disable:
+        return Progress(*columns, console=console, disable=True)
+    if console.is_terminal:
+        return Progress(*columns, console=console, speed_estimate_period=SPEED_WINDOW_S)
+    return _LineProgress(*columns, console=console,
+                         every_s=float(os.environ.get("EXPSPAN_LOG_EVERY_S", LOG_EVERY_S)))

@@ -1,0 +1,37 @@
+"""The fine-tuning methods registry: what each method trains, by parameter group. Plain data (no torch), so the
+command line checks `--method` at once; `train/adapters.py` applies a method to a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from expspan_cli.errors import ExpspanError
+
+GROUPS = ("lora", "embeddings", "norms", "conv1d", "other")
+
+
+@dataclass(frozen=True)
+class Method:
+    description: str
+    lora: bool
+    full_groups: tuple[str, ...]  # parameter groups trained fully (besides LoRA)
+    attn: str | None = None  # a preset's attention variant
+    lr: float | None = None  # a preset's learning rate
+
+
+METHODS: dict[str, Method] = {
+    "full": Method("every parameter trains", False, GROUPS),
+    "lora": Method("LoRA on the attention layers' projections only (targeted by layer, not name)", True, ()),
+    "lora+": Method("LongLoRA's LoRA+: lora + trainable embeddings and normalization layers", True,
+                    ("embeddings", "norms")),
+    "hylora": Method("lora+ + the SSM layers' 1D convolutions trained fully (fused kernels read the conv weight "
+                     "directly, so LoRA on it would do nothing)", True, ("embeddings", "norms", "conv1d")),
+    "longlora": Method("S2-Attn + lora+ at LongLoRA's learning rate 2e-5", True, ("embeddings", "norms"),
+                       attn="s2", lr=2e-5),
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ExpspanError(f"unknown method {name!r}", hint=f"one of {', '.join(METHODS)}")
+    return METHODS[name]

@@ -61,3 +61,30 @@ def test_killed_run_resumes_to_the_same_report(quick, tmp_path):
     assert "finetune:full" in resumed.ran and "prepare:synthetic" not in resumed.ran
     assert (tmp_path / "results" / "comparison.csv").read_text() == \
         (root / "results" / "comparison.csv").read_text()
+
+
+def test_eval_recall_gives_the_recipe_jobs_numbers(quick, tmp_path):
+    import json
+
+    from support import run_cli
+
+    root, _ = quick
+    run = root / "run"
+    job = json.loads(next((run / "eval" / "se" / "recall").glob("recall-*.json")).read_text())
+    result = run_cli("eval", "recall", "--model", run / "finetune" / "se", "--data", run / "data" / "synthetic",
+                     "--lengths", ",".join(map(str, job["config"]["lengths"])), "--allow-extrapolation",
+                     "--out", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    mine = json.loads(next(tmp_path.glob("recall-*.json")).read_text())
+    assert mine["metrics"] == job["metrics"]
+
+
+def test_reproduce_leaves_results_alone_unless_asked(quick, tmp_path, monkeypatch):
+    from support import run_cli
+
+    root, _ = quick
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("reproduce", TINY, "--quick", "--out", root / "run")  # every stage done: only the report
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "results").exists()
+    assert (root / "run" / "report" / "comparison.csv").read_text() == (root / "results" / "comparison.csv").read_text()

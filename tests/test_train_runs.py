@@ -185,5 +185,5 @@ def test_cli_error_exit_2(work, tmp_path):
                            str(data), "--method", "qlora", "--out", str(tmp_path / "run")], capture_output=True,
                           text=True)
     assert proc.returncode == 2
-    assert "unknown method 'qlora'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "'qlora' is not one of 'full', 'lora', 'lora+', 'hylora', 'longlora'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()

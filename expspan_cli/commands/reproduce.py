@@ -11,7 +11,8 @@ import typer
 def reproduce(
     recipe: Path = typer.Argument(..., help="A reproduction recipe, e.g. recipes/tiny.yaml or recipes/paper/table1.yaml."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory [runs/<recipe name>]; rerun to resume."),
-    results: Optional[Path] = typer.Option(None, "--results", help="Report folder [results/<recipe name>]."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Report folder [RUN/report]; results/<recipe "
+                                           "name> holds the committed reference, replaced only when named here."),
     quick: bool = typer.Option(False, "--quick", help="The recipe's quick profile (test-sized; a separate run)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate the recipe and print the plan: stages, which "
                                  "are done, estimated cost. Runs nothing."),
@@ -28,7 +29,7 @@ def reproduce(
     spec = load_reproduction(recipe, quick=quick)
     suffix = "-quick" if quick else ""
     run = out or Path("runs") / f"{spec.name}{suffix}"
-    report_dir = results or Path("results") / f"{spec.name}{suffix}"
+    report_dir = results or run / "report"  # results/ holds committed references: written only when asked
     console = Console()
     if dry_run:
         stages = build_plan(spec, run, parse_shard(shard))
@@ -41,3 +42,9 @@ def reproduce(
     outcome = run_recipe(spec, run, results=report_dir, jobs=jobs, shard=parse_shard(shard))
     typer.echo(f"{len(outcome.ran)} stage(s) run in {outcome.wall_time_s / 60:.1f} min; "
                f"report: {outcome.report or 'waiting for other shards'}")
+    reference = Path("results") / spec.name / "comparison.csv"
+    if outcome.report is not None and reference.exists() and not quick \
+            and reference.resolve() != (report_dir / "comparison.csv").resolve():
+        from expspan_cli.report.compare import compare_tables
+
+        console.print(compare_tables(report_dir / "comparison.csv", reference))

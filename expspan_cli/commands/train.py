@@ -37,7 +37,30 @@ def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options
 
     options["attn_params"] = parse_pairs(options.pop("attn_param"), "--attn-param") or None
     run = run_training(build_recipe(recipe, **options), out, kind=kind, resume=resume)
-    typer.echo(f"run complete: {run}")
+    _summary(run)
+
+
+def _summary(run: Path) -> None:
+    """The end of a run: how it went, where its model is, and the command to run next (main process only)."""
+    import json
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    summary = manifest["summary"]
+    final = run / manifest["final"]
+    adapter = (final / "adapter_config.json").exists()
+    loss, rate = summary.get("final_loss"), summary.get("tokens_per_s")
+    lines = [f"run complete: {run}",
+             f"  {summary['steps']} steps in {summary['wall_time_s'] / 60:.1f} min"
+             + (f", final loss {loss:.4f}" if loss is not None else "")
+             + (f", {rate:,.0f} tokens/s" if rate else ""),
+             f"  {'adapter (plain PEFT loads it)' if adapter else 'model'}: {final}",
+             "  next: " + (f"expspan finetune --model {run} --data DATA --out RUN" if manifest["kind"] == "pretrain"
+                           else f"expspan eval pg19 --model {run} --data {manifest['data']} --lengths "
+                                f"{manifest['seq_len']}   |   expspan export {run} --out DIR")]
+    typer.echo("\n".join(lines))
 
 
 Out = typer.Option(..., "--out", help="run directory to create (or continue with --resume)")

@@ -45,10 +45,15 @@ def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
                     rows.append({"metric": f"{task} {name.split(',')[0]}", "at": "-", "value": value})
         return rows
     key, name = HEADLINES.get(record.get("kind"), (None, None))
-    rows = [{"metric": name, "at": at, "value": value} for at, value in (metrics.get(key) or {}).items()]
+    rows = [{"metric": name, "at": at, "value": value} for at, value in _by_length(metrics.get(key))]
     if record.get("kind") == "recall":  # the headline is by distance: a row per bucket, with its count of facts
-        for at, result in (metrics.get("by_length") or {}).items():
+        for at, result in _by_length(metrics.get("by_length")):
             counts = result.get("counts") or {}
             rows += [{"metric": f"recall % at distance {bucket} ({counts.get(bucket, 0)} facts)", "at": at,
                       "value": value} for bucket, value in (result.get("by_distance") or {}).items()]
     return rows
+
+
+def _by_length(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """Items of a {length: value} map in numeric order (records store the keys as sorted text)."""
+    return sorted((values or {}).items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0))

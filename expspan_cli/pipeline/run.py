@@ -165,7 +165,7 @@ def reproduce(recipe: Reproduction, run: str | Path, *, results: str | Path | No
     run = Path(run)
     started = time.perf_counter()
     check_run_dir(run, recipe)
-    report_dir = Path(results) if results else Path("results") / recipe.name
+    report_dir = Path(results) if results else run / "report"
     check_output(report_dir, "report", force=True)  # before hours of work: a user's folder is never replaced
     # Key order kept: the order of datasets and rows is meaningful (the first dataset is the default training data).
     atomic_write_text(run / RECIPE_FILE, json.dumps({"recipe": recipe.source}, indent=2, default=str) + "\n")

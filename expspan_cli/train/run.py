@@ -253,6 +253,8 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
     blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
     base = plan_base(recipe, kind, prepared, seq_len)
     _check_resume(run, recipe)
+    if _is_main():
+        _print_header(console, recipe, kind, run, seq_len, base)
     ckpt_dir = run / "checkpoints"
     args = _training_arguments(recipe, ckpt_dir)  # its own checks (scheduler, DeepSpeed) before any weight loads
     set_seed(recipe.seed)  # LoRA's init draws from the global RNG before the Trainer seeds it
@@ -271,6 +273,9 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
         print_trainable_table(table, recipe.method, console)
     created = _prepare_run_dir(run, recipe, resume)
     checkpoint = last_complete_checkpoint(ckpt_dir, clean=_is_main()) if resume else None
+    if resume and _is_main():
+        console.print(f"resuming from {checkpoint} (step {checkpoint.name.split('-')[1]})" if checkpoint else
+                      "resuming: no complete checkpoint yet, starting at step 0", highlight=False)
     metrics = run / "metrics.jsonl"
     if _is_main():
         truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
@@ -292,6 +297,38 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
     return run
 
 
+def _print_header(console: Console, recipe: TrainRecipe, kind: str, run: Path, seq_len: int,
+                  base: dict[str, Any]) -> None:
+    """What is about to run, in one block: a user sees a wrong setting before the first step, not after."""
+    from expspan_cli.models.zoo import is_random_preset
+
+    random = kind == "pretrain" or is_random_preset(recipe.model)
+    params = ", ".join(f"{k}={v}" for k, v in recipe.attn_params.items()) or "-"
+    batch = recipe.per_device_batch_size * recipe.grad_accum * _world_size()
+    lines = [f"{kind} -> {run}",
+             f"  model      {recipe.model} ({'random init' if random else 'pre-trained'}; pre-training context "
+             f"{base['context'] or 'unknown'})",
+             f"  data       {recipe.data} ({recipe.split}), {seq_len} tokens a sequence",
+             f"  method     {recipe.method}, lr {recipe.resolved_lr():g} ({recipe.lr_scheduler}, {recipe.warmup_steps} "
+             "warmup steps)",
+             f"  attention  {recipe.attn} ({params})",
+             f"  batch      {batch} sequences a step ({recipe.per_device_batch_size} x {recipe.grad_accum} accumulation"
+             f" x {_world_size()} process(es)) = {batch * seq_len:,} tokens; {recipe.max_steps} steps"]
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+def _checkpointing(on: bool) -> dict[str, Any]:
+    """Activation checkpointing under the argument names the installed transformers has (newer ones renamed them
+    and warn on the old)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    new = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if new else "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False}}
+
+
 def _training_arguments(recipe: TrainRecipe, ckpt_dir: Path) -> Any:
     from transformers import TrainingArguments
 
@@ -303,8 +340,7 @@ def _training_arguments(recipe: TrainRecipe, ckpt_dir: Path) -> Any:
             per_device_train_batch_size=recipe.per_device_batch_size, gradient_accumulation_steps=recipe.grad_accum,
             learning_rate=recipe.resolved_lr(), warmup_steps=recipe.warmup_steps,
             lr_scheduler_type=recipe.lr_scheduler, weight_decay=recipe.weight_decay, bf16=bf16,
-            gradient_checkpointing=recipe.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=recipe.logging_steps,
+            **_checkpointing(recipe.gradient_checkpointing), logging_steps=recipe.logging_steps,
             save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit, seed=recipe.seed,
             data_seed=recipe.seed, report_to="none", disable_tqdm=True, remove_unused_columns=False,
             dataloader_num_workers=0, deepspeed=_deepspeed_config(recipe.deepspeed),

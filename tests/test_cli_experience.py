@@ -1,0 +1,106 @@
+"""Using the CLI the way this field's tools are used: help that shows defaults and choices, errors before torch
+loads, progress lines in logs, a header and summary around training, scores on screen, `--version`."""
+
+import os
+import re
+import subprocess
+import sys
+import typing
+
+import pytest
+import typer
+from support import run_cli
+
+from expspan_cli.cli import app
+from expspan_cli.recipe import build_recipe
+from expspan_cli.train.run import run_training
+
+
+def _leaf_commands():
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, command
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path, command", _leaf_commands(), ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_help_shows_every_default_and_every_choice(path, command):
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())  # help wraps lines, even inside a word at a hyphen
+    for param in command.params:
+        if not param.opts or not param.opts[0].startswith("--") or param.hidden:
+            continue
+        default = param.default
+        if default not in (None, False, ()) and not callable(default):
+            assert f"default:{default}".replace(" ", "") in text, (param.opts[0], default)
+        annotation = param.get_runtime_param().annotation
+        choices = [a for a in typing.get_args(annotation) if a is not type(None)]
+        literal = next((c for c in choices if typing.get_origin(c) is typing.Literal), None)
+        if typing.get_origin(annotation) is typing.Literal or literal is not None:
+            names = typing.get_args(literal if literal is not None else annotation)
+            assert f"<{'|'.join(names)}>" in text, param.opts[0]
+
+
+def test_training_help_shows_the_recipe_defaults():
+    text = " ".join(run_cli("finetune", "--help").output.split())
+    for shown in ("optimizer steps [1000]", "2e-05 with S2-Attn",
+                  "(default: hylora)", "(default: se;", "[constant_with_warmup]", "memory [on]"):
+        assert shown in text, shown
+
+
+def test_a_bad_choice_answers_before_torch_is_imported():
+    code = ("import sys\nsys.argv = ['expspan', 'finetune', '--attn', 'bogus', '--out', 'x']\n"
+            "from expspan_cli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+    assert "'bogus' is not one of 'full', 'se', 's2', 'swa'" in proc.stderr
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.exit_code == 0 and re.fullmatch(r"expspan \d+\.\d+\.\d+\n", result.output)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from expspan_cli.data.build import prepare
+    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
+
+    root = tmp_path_factory.mktemp("cli")
+    spec = SyntheticSpec(documents={"train": 8, "validation": 2}, doc_words=300, distance=(16, 200))
+    data = prepare(synthetic_corpus(spec), tokenizer="bpe:300", seq_len=256, out=root / "data").path
+    pre = run_training(build_recipe(model="tiny-hybrid", data=str(data), seq_len=64, max_steps=2,
+                                    per_device_batch_size=2, grad_accum=1, warmup_steps=1), root / "pre",
+                       kind="pretrain")
+    return root, data, pre
+
+
+def test_training_in_a_log_prints_a_header_progress_lines_and_a_summary(small, tmp_path):
+    root, data, pre = small
+    env = {**os.environ, "EXPSPAN_LOG_EVERY_S": "0"}
+    proc = subprocess.run([sys.executable, "-m", "expspan_cli.cli", "finetune", "--model", str(pre), "--data",
+                           str(data), "--out", str(tmp_path / "ft"), "--attn", "full", "--max-steps", "3",
+                           "--grad-accum", "1", "--save-steps", "100", "--no-gradient-checkpointing"],
+                          capture_output=True, text=True, env=env)  # stdout and stderr are pipes, not a terminal
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "finetune -> " in out and "pre-trained; pre-training context 64" in out
+    assert "attention  full" in out and "batch      1 sequences a step" in out
+    steps = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d training (\d)/3 loss [\d.]+ · lr ", out, re.M)
+    assert steps[-1] == "3" and len(steps) >= 2, out
+    assert "run complete:" in out and "3 steps in" in out and "adapter (plain PEFT loads it)" in out
+    assert f"next: expspan eval pg19 --model {tmp_path / 'ft'}" in out
+
+
+def test_eval_prints_its_scores(small, tmp_path):
+    root, data, pre = small
+    result = run_cli("eval", "pg19", "--model", pre, "--data", data, "--lengths", "64,128", "--max-tokens", "512",
+                     "--protocol", "strided", "--out", tmp_path, "--quiet", "--allow-extrapolation")
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"perplexity\s*│\s*(64|128)\s*│\s*([\d.]+)", result.output)
+    assert [r[0] for r in rows] == ["64", "128"] and all(float(v) > 1 for _, v in rows), result.output

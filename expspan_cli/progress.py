@@ -1,5 +1,6 @@
 """The one progress layer of prepare, train and eval: rich bars on a terminal; plain timestamped lines (at most one
-every `LOG_EVERY_S` seconds per task, or $EXPSPAN_LOG_EVERY_S, and one when a task ends) when output goes to a file, a pipe or a CI log."""
+every `LOG_EVERY_S` seconds per task, or $EXPSPAN_LOG_EVERY_S, and one when a task ends) when output goes to a
+file, a pipe or a CI log."""
 
 from __future__ import annotations
 

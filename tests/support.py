@@ -5,7 +5,20 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 from types import SimpleNamespace
 
-from expspan_cli.cli import main
+import typer
+
+from expspan_cli.cli import app, main
+
+
+def leaf_commands() -> list:
+    """(path, click command) of every command a user can run, e.g. (["eval", "pg19"], <command>)."""
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, command
+    return list(walk(typer.main.get_command(app), []))
 
 
 def run_cli(*args) -> SimpleNamespace:

@@ -8,25 +8,13 @@ import sys
 import typing
 
 import pytest
-import typer
-from support import run_cli
+from support import leaf_commands, run_cli
 
-from expspan_cli.cli import app
 from expspan_cli.recipe import build_recipe
 from expspan_cli.train.run import run_training
 
 
-def _leaf_commands():
-    def walk(command, path):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                yield from walk(sub, path + [name])
-        else:
-            yield path, command
-    return list(walk(typer.main.get_command(app), []))
-
-
-@pytest.mark.parametrize("path, command", _leaf_commands(), ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+@pytest.mark.parametrize("path, command", leaf_commands(), ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_help_shows_every_default_and_every_choice(path, command):
     result = run_cli(*path, "--help")
     assert result.exit_code == 0, result.output

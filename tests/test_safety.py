@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import typer
-from support import refused, run_cli
+from support import leaf_commands, refused, run_cli
 
-from expspan_cli.cli import app
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "tiny.yaml"
 
@@ -272,16 +269,6 @@ def test_an_unreachable_hub_is_answered_at_once(tmp_path, data):
 
 # The bad-input runner: every command's numeric options, from the commands' own specs.
 
-def _leaf_commands():
-    def walk(command, path):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                yield from walk(sub, path + [name])
-        else:
-            yield path, command
-    return list(walk(typer.main.get_command(app), []))
-
-
 def _numeric(param) -> bool:
     annotation = getattr(param.get_runtime_param(), "annotation", None)
     return annotation in (int, float) or str(annotation) in ("typing.Optional[int]", "typing.Optional[float]",
@@ -290,7 +277,7 @@ def _numeric(param) -> bool:
 
 def _bad_cases():
     cases = []
-    for path, command in _leaf_commands():
+    for path, command in leaf_commands():
         for param in command.params:
             if param.opts and param.opts[0].startswith("--") and _numeric(param):
                 for value in ("abc", "-1"):

@@ -185,5 +185,6 @@ def test_cli_error_exit_2(work, tmp_path):
                            str(data), "--method", "qlora", "--out", str(tmp_path / "run")], capture_output=True,
                           text=True)
     assert proc.returncode == 2
-    assert "'qlora' is not one of 'full', 'lora', 'lora+', 'hylora', 'longlora'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "'qlora' is not one of 'full', 'lora', 'lora+', 'hylora', 'longlora'" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()

@@ -293,7 +293,6 @@ def test_a_bad_attention_parameter_is_one_line_before_anything_loads(tmp_path, c
 # 7. SE at inference is strictly causal by default
 
 def test_se_at_inference_does_not_peek_unless_asked(se_run):
-    from expspan_cli.attention import set_attention
     from expspan_cli.eval.loading import apply_attention
     from expspan_cli.models import load_model
 

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from expspan_cli.options import parse_device, parse_int_list
 
-app = typer.Typer(rich_markup_mode=None, help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
+app = typer.Typer(rich_markup_mode=None,
+                  help="Benchmarks: time and memory as ratios to a baseline measured in the same run.",
                   no_args_is_help=True)
 
 
@@ -46,7 +47,8 @@ def attention(
     kernels = tuple(x.strip() for x in se_kernels.split(",") if x.strip())
     with console.status("measuring") as status:
         rows = bench_attention(names, parse_int_list(lengths, "--lengths"), heads=heads, kv_heads=kv_heads or None,
-                               head_dim=head_dim, chunk_size=chunk_size, block_size=block_size, top_k=top_k, window=window,
+                               head_dim=head_dim, chunk_size=chunk_size, block_size=block_size, top_k=top_k,
+                               window=window,
                                group_size_ratio=group_size_ratio, dtype=dtype, device=parse_device(device),
                                repeats=repeats,
                                peak_tflops=peak_tflops or None, se_kernels=kernels,

@@ -88,16 +88,16 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
     from expspan_cli.eval.pg19 import evaluate_pg19
 
     _check_out(out)
-
     _done(evaluate_pg19(model, data, parse_lengths(lengths), out, split=split, protocol=protocol, stride=stride,
-                        attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
-                        batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
+                        attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter,
+                        tokenizer=tokenizer, batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
                         device=device, quiet=quiet))
 
 
 @app.command("recall")
-def recall(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prepared synthetic data "
-                                                          "(`expspan prepare synthetic`), with its recall annotations."),
+def recall(model: str = MODEL,
+           data: Path = typer.Option(..., "--data", help="Prepared synthetic data (`expspan prepare synthetic`), "
+                                     "with its recall annotations."),
            lengths: str = typer.Option("2048", "--lengths", help="Context lengths, comma list (2k = 2048)."),
            split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
            max_docs: Optional[int] = typer.Option(None, "--max-docs", min=1, help="Score only the first N documents."),
@@ -174,7 +174,6 @@ def harness(model: str = MODEL,
     from expspan_cli.eval.harness import evaluate_harness
 
     _check_out(out)
-
     _done(evaluate_harness(model, tasks, out, include_path=include_path, num_fewshot=num_fewshot, limit=limit,
                            batch_size=batch_size, max_length=max_length, attn=attn,
                            attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,

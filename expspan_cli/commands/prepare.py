@@ -14,7 +14,8 @@ MAX_SEQ_LEN = 1 << 22  # 4M tokens a block: past the longest context any model h
 
 _SYN = SyntheticSpec()
 
-app = typer.Typer(rich_markup_mode=None, help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
+app = typer.Typer(rich_markup_mode=None,
+                  help="Tokenize a corpus into packed training blocks and whole-document evaluation streams.",
                   no_args_is_help=True)
 
 _TOKENIZER_HELP = ("A transformers id or local path (the model's own tokenizer), bpe:N to train a byte-level BPE, or "

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -40,8 +39,9 @@ def apply_method(model: nn.Module, method: str, *, r: int | None = None, alpha: 
         r = r if r is not None else default_rank(model)
         require(r > 0, f"LoRA rank must be positive, got {r}")
         full, tied = fully_trained_modules(model, spec.full_groups)
-        config = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout, target_modules=names, bias="none",
-                            task_type="CAUSAL_LM", modules_to_save=full or None, ensure_weight_tying=tied)
+        config = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
+                            target_modules=names, bias="none", task_type="CAUSAL_LM", modules_to_save=full or None,
+                            ensure_weight_tying=tied)
         model = get_peft_model(model, config)
         if tied:
             out = model.get_output_embeddings()

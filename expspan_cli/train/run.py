@@ -144,7 +144,8 @@ def _check_run_dir(run: Path, recipe: TrainRecipe, resume: bool) -> None:
     require(not run.exists() or run.is_dir(), f"{run} exists and is not a directory", hint="choose another --out")
     require(read_manifest(run) is None, f"{run} is a completed run", hint="choose another --out")
     if run.exists() and any(run.iterdir()):
-        require((run / "recipe.json").exists(), f"{run} holds files that are not an expspan run; they are left as they are",
+        require((run / "recipe.json").exists(), f"{run} holds files that are not an expspan run; they are left as "
+                "they are",
                 hint="choose another --out")
         require(resume, f"{run} already holds an unfinished run", hint="pass --resume to continue it, or another --out")
 

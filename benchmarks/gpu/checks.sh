@@ -66,7 +66,7 @@ bench_attention() {  # bench_attention NAME SECONDS EXTRA_ARGS...
     shift 2
     step "bench attention ($name)" "$OUT/$name.log" "$limit" env TORCH_LOGS=recompiles \
         $PY -m expspan_cli.cli bench attention --device cuda --dtype bfloat16 --lengths $LENGTHS \
-        --variants full,swa,s2,se --se-kernels lse_merge,flex --repeats 3 --json "$OUT/$name.json" "$@" \
+        --variants full,swa,s2,se --se-kernels lse_merge,flex --repeats 3 --out "$OUT/$name.json" "$@" \
         && targets "$OUT/$name.json"
 }
 
@@ -126,7 +126,7 @@ phase_finetune() {
     step "prepare synthetic 16K" "$log" 240 $PY -m expspan_cli.cli prepare synthetic --out /tmp/ft16k \
         --seq-len 16384 --train-docs 200 --eval-docs 4 --haystack-docs 1
     step "bench finetune (mamba2-hybrid-2.7b-random)" "$log" 540 $PY -m expspan_cli.cli bench finetune \
-        --data /tmp/ft16k --model mamba2-hybrid-2.7b-random --steps 4 --json "$OUT/finetune.json"
+        --data /tmp/ft16k --model mamba2-hybrid-2.7b-random --max-steps 4 --out "$OUT/finetune.json"
 }
 
 if [ $# -eq 0 ]; then

@@ -34,7 +34,7 @@ def attention(
     repeats: int = typer.Option(3, min=1, help="Timed repetitions (median reported)."),
     peak_tflops: float = typer.Option(0.0, min=0, help="Dense matmul peak to rate achieved TFLOP/s against (0: the known "
                                                 "bf16/fp16 peak of an H100, H200 or A100, none elsewhere)."),
-    json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as a JSON list here."),
 ) -> None:
     """Forward and forward+backward time and peak memory of each attention variant over a list of lengths."""
     from expspan_cli.attention.bench import bench_attention
@@ -77,16 +77,17 @@ def prepare_throughput(
     source: Path = typer.Option(None, "--source", help="A local corpus folder (default: synthetic text)."),
     megabytes: float = typer.Option(10.0, "--megabytes", min=0.001, help="Size of the synthetic corpus written by default."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained on it)."),
-    num_procs: str = typer.Option("1,2", "--num-procs", help="Comma-separated --num-proc values to time."),
+    num_procs: str = typer.Option("1,2", "--num-proc", "--num-procs",
+                                   help="Comma-separated `prepare --num-proc` values to time."),
     repeats: int = typer.Option(3, min=1, help="Timed repetitions (median reported)."),
-    json_path: Path = typer.Option(None, "--json", help="Write the rows as a JSON list here."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as a JSON list here."),
 ) -> None:
     """Tokens/s of `expspan prepare` against bare `tokenizers` on the same text in one run (target ratio >= 0.6)."""
     from expspan_cli.data.bench import bench_prepare
     from expspan_cli.runs import atomic_write_json, provenance
 
     rows = bench_prepare(source, megabytes=megabytes, tokenizer=tokenizer,
-                         num_procs=tuple(parse_int_list(num_procs, "--num-procs")),
+                         num_procs=tuple(parse_int_list(num_procs, "--num-proc")),
                          repeats=repeats)
     console = Console()
     table = Table(title=f"prepare throughput, {rows[0]['bytes'] / 1e6:.1f} MB, {rows[0]['tokens']:,} tokens, "
@@ -106,8 +107,8 @@ def ruler_generation(
     lengths: str = typer.Option("16384", "--lengths", help="Comma-separated context lengths."),
     samples: int = typer.Option(100, "--samples", min=1, help="Samples per task and length."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="A local fast tokenizer (default: a BPE trained here)."),
-    essay: str = typer.Option(None, "--essay", help="Directory of .txt files for the essay haystack."),
-    json_path: Path = typer.Option(None, "--json", help="Write the rows as JSON here."),
+    essay: str = typer.Option(None, "--haystack", "--essay", help="Directory of .txt files for the essay haystack."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as JSON here."),
 ) -> None:
     """Seconds to generate RULER samples for the paper's 11 tasks (target: 100 x 11 at 16K in under 60 s)."""
     from expspan_cli.eval.bench import bench_ruler
@@ -130,10 +131,11 @@ def ruler_generation(
 def finetune_cost(
     data: Path = typer.Option(..., "--data", help="Prepared data at the fine-tuning length (8x pre-training)."),
     model: str = typer.Option("tiny-hybrid", "--model", help="Model or pretrain run to fine-tune."),
-    steps: int = typer.Option(5, "--steps", min=2, help="Steps per configuration (the first is warm-up)."),
+    steps: int = typer.Option(5, "--max-steps", "--steps", min=2,
+                              help="Steps per configuration (the first is warm-up)."),
     configs: str = typer.Option(None, "--configs", help="Comma-separated subset of hylora+se, longlora, hylora+swa, "
                                                          "hylora+full, full+full."),
-    json_path: Path = typer.Option(None, "--json", help="Write the record as JSON here."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the record as JSON here."),
 ) -> None:
     """Tokens/s and peak memory of the paper's fine-tuning configurations, each in a fresh process, in one run."""
     from expspan_cli.train.bench import bench_finetune

@@ -42,7 +42,7 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
     from expspan_cli.models.zoo import is_random_preset
     from expspan_cli.recipe import build_recipe
 
-    require(steps >= 2, "--steps must be at least 2 (the first step is warm-up)")
+    require(steps >= 2, "--max-steps must be at least 2 (the first step is warm-up)")
     chosen = [c for c in CONFIGS if configs is None or c[0] in configs]
     require(bool(chosen), f"no known configuration in {configs}", hint=", ".join(c[0] for c in CONFIGS))
     seq_len = load_prepared(data).seq_len

@@ -78,7 +78,7 @@ def test_training_in_a_log_prints_a_header_progress_lines_and_a_summary(small, t
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert "finetune -> " in out and "pre-trained; pre-training context 64" in out
-    assert "attention  full" in out and "batch      1 sequences a step" in out
+    assert "attention  full" in out and "batch      1 sequence(s) a step" in out
     steps = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d training (\d)/3 loss [\d.]+ · lr ", out, re.M)
     assert steps[-1] == "3" and len(steps) >= 2, out
     assert "run complete:" in out and "3 steps in" in out and "adapter (plain PEFT loads it)" in out

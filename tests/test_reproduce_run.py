@@ -88,3 +88,26 @@ def test_reproduce_leaves_results_alone_unless_asked(quick, tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "results").exists()
     assert (root / "run" / "report" / "comparison.csv").read_text() == (root / "results" / "comparison.csv").read_text()
+
+
+def test_a_rerun_is_compared_with_the_committed_reference(quick, tmp_path):
+    from rich.console import Console
+
+    from expspan_cli.report.compare import compare_tables
+
+    root, _ = quick
+    reference = root / "results" / "comparison.csv"
+    assert compare_tables(reference, reference) == \
+        f"this run against {reference}: all {_cells(reference)} shared cells equal to 2 decimals"
+    moved = tmp_path / "moved.csv"
+    moved.write_text(reference.read_text().replace("SE-Attn,", "SE-Attn,9", 1))  # one number changed
+    console = Console(record=True, width=200)
+    console.print(compare_tables(moved, reference))
+    text = " ".join(console.export_text().split())  # the title wraps to the table's width
+    assert f"{_cells(reference) - 1} of {_cells(reference)} shared cells equal" in text and "SE-Attn" in text
+
+
+def _cells(csv) -> int:
+    import pandas as pd
+
+    return int(pd.read_csv(csv, index_col=0).notna().sum().sum())

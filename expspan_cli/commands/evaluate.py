@@ -52,7 +52,7 @@ def _done(path: Path) -> None:
     full = attention.get("full_attention_at") or {}
     for row in score_rows(record):
         value = row["value"]
-        shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else "—" if value is None else str(value)
         table.add_row(row["metric"], str(row["at"]) + (" (= full attention)" if str(row["at"]) in full else ""),
                       shown)
     console.print(table)

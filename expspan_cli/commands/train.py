@@ -57,7 +57,7 @@ def _summary(run: Path) -> None:
              + (f", final loss {loss:.4f}" if loss is not None else "")
              + (f", {rate:,.0f} tokens/s" if rate else ""),
              f"  {'adapter (plain PEFT loads it)' if adapter else 'model'}: {final}",
-             "  next: " + (f"expspan finetune --model {run} --data DATA --out RUN" if manifest["kind"] == "pretrain"
+             "  next: " + (f"expspan finetune --model {run} --data LONG_DATA --out RUN" if manifest["kind"] == "pretrain"
                            else f"expspan eval pg19 --model {run} --data {manifest['data']} --lengths "
                                 f"{manifest['seq_len']}   |   expspan export {run} --out DIR")]
     typer.echo("\n".join(lines))

@@ -11,7 +11,7 @@ from rich.table import Table
 SHOWN = 10
 
 
-def compare_tables(new_csv: Path, reference_csv: Path) -> Table:
+def compare_tables(new_csv: Path, reference_csv: Path) -> Table | str:
     new = pd.read_csv(new_csv, index_col=0)
     ref = pd.read_csv(reference_csv, index_col=0)
     rows = [(label, column, ref.loc[label, column], new.loc[label, column])
@@ -19,6 +19,8 @@ def compare_tables(new_csv: Path, reference_csv: Path) -> Table:
             if pd.notna(new.loc[label, column]) and pd.notna(ref.loc[label, column])]
     rows.sort(key=lambda r: -abs(float(r[3]) - float(r[2])))
     same = sum(1 for r in rows if abs(float(r[3]) - float(r[2])) < 5e-3)
+    if same == len(rows):
+        return f"this run against {reference_csv}: all {len(rows)} shared cells equal to 2 decimals"
     table = Table(title=f"this run against {reference_csv}: {same} of {len(rows)} shared cells equal to 2 decimals; "
                         f"the {min(SHOWN, len(rows))} that moved most", title_justify="left")
     for name in ("row", "column", "reference", "this run", "change"):

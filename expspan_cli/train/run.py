@@ -304,7 +304,7 @@ def _print_header(console: Console, recipe: TrainRecipe, kind: str, run: Path, s
     from expspan_cli.models.zoo import is_random_preset
 
     random = kind == "pretrain" or is_random_preset(recipe.model)
-    params = ", ".join(f"{k}={v}" for k, v in recipe.attn_params.items()) or "-"
+    params = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in recipe.attn_params.items()) or "-"
     batch = recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     lines = [f"{kind} -> {run}",
              f"  model      {recipe.model} ({'random init' if random else 'pre-trained'}; pre-training context "
@@ -313,8 +313,8 @@ def _print_header(console: Console, recipe: TrainRecipe, kind: str, run: Path, s
              f"  method     {recipe.method}, lr {recipe.resolved_lr():g} ({recipe.lr_scheduler}, {recipe.warmup_steps} "
              "warmup steps)",
              f"  attention  {recipe.attn} ({params})",
-             f"  batch      {batch} sequences a step ({recipe.per_device_batch_size} x {recipe.grad_accum} accumulation"
-             f" x {_world_size()} process(es)) = {batch * seq_len:,} tokens; {recipe.max_steps} steps"]
+             f"  batch      {batch} sequence(s) a step ({recipe.per_device_batch_size} x {recipe.grad_accum} "
+             f"accumulation x {_world_size()} process(es)) = {batch * seq_len:,} tokens; {recipe.max_steps} steps"]
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 

@@ -4,7 +4,9 @@ file, a pipe or a CI log."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -46,12 +48,32 @@ class _LineProgress(Progress):
                            soft_wrap=True)
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is now: under a live bar, rich's redirect, which prints above the bar."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _notices_above_the_bar() -> None:
+    """Library notices (transformers' kernel fallbacks, deprecations) go through logging handlers that hold the
+    stderr of their creation; point them at the current one, so a live bar keeps its line."""
+    for name in ("", "transformers", "peft", "accelerate"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, sys.stderr):
+                handler.setStream(_CurrentStderr())
+
+
 def progress(*columns: ProgressColumn, console: Console | None = None, disable: bool = False) -> Progress:
     """A Progress with these columns: a live bar on a terminal, periodic lines elsewhere, nothing when disabled."""
     console = console or Console(stderr=True)
     if disable:
         return Progress(*columns, console=console, disable=True)
     if console.is_terminal:
+        _notices_above_the_bar()
         return Progress(*columns, console=console, speed_estimate_period=SPEED_WINDOW_S)
     return _LineProgress(*columns, console=console,
                          every_s=float(os.environ.get("EXPSPAN_LOG_EVERY_S", LOG_EVERY_S)))

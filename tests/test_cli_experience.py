@@ -90,5 +90,54 @@ def test_eval_prints_its_scores(small, tmp_path):
     result = run_cli("eval", "pg19", "--model", pre, "--data", data, "--lengths", "64,128", "--max-tokens", "512",
                      "--protocol", "strided", "--out", tmp_path, "--quiet", "--allow-extrapolation")
     assert result.exit_code == 0, result.output
-    rows = re.findall(r"perplexity\s*│\s*(64|128)\s*│\s*([\d.]+)", result.output)
+    rows = re.findall(r"perplexity\s*│\s*(64|128)[^│]*│\s*([\d.]+)", result.output)
     assert [r[0] for r in rows] == ["64", "128"] and all(float(v) > 1 for _, v in rows), result.output
+
+
+def test_library_notices_print_above_a_live_bar(monkeypatch):
+    import io
+    import logging
+
+    from expspan_cli.progress import _notices_above_the_bar
+
+    logger = logging.getLogger("transformers")
+    handler = logging.StreamHandler(sys.__stderr__)
+    logger.addHandler(handler)
+    try:
+        _notices_above_the_bar()
+        live = io.StringIO()  # what rich puts in sys.stderr while its bar is live
+        monkeypatch.setattr(sys, "stderr", live)
+        logger.warning("`causal_conv1d_fn` is falling back to its reference PyTorch implementation")
+        assert "falling back" in live.getvalue()
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_harness_tasks_offline_are_one_line(small, tmp_path):
+    from expspan_cli.hub import offline_unless_reachable
+
+    if offline_unless_reachable(timeout=1.0):
+        pytest.skip("the hub is reachable from here")
+    _, _, pre = small
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    proc = subprocess.run([sys.executable, "-m", "expspan_cli.cli", "eval", "harness", "--model", str(pre),
+                           "--tasks", "arc_easy", "--limit", "2", "--out", str(tmp_path / "rec")],
+                          capture_output=True, text=True, env=env)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and "hub, which is unreachable" in errors[0]
+
+
+def test_lengths_beyond_the_trained_context_are_asked_for_and_marked(small, tmp_path):
+    from support import refused
+
+    root, data, pre = small  # pre-trained at 64 tokens
+    args = ["eval", "pg19", "--model", pre, "--data", data, "--lengths", "64,128", "--max-tokens", "512",
+            "--protocol", "strided", "--out", tmp_path, "--quiet"]
+    refused(run_cli(*args), "beyond the model's 64 positions", "--allow-extrapolation")
+    result = run_cli(*args, "--allow-extrapolation")
+    assert re.search(r"128 \(beyond trained context\)", result.output), result.output
+    import json
+
+    record = json.loads(next(tmp_path.glob("pg19-*.json")).read_text())
+    assert record["model"]["beyond_trained_context"] == [128] and record["config"]["allow_extrapolation"] is True

@@ -50,11 +50,13 @@ def _done(path: Path) -> None:
     for column in ("metric", "at", "value"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     full = attention.get("full_attention_at") or {}
+    beyond = {str(n) for n in record["model"].get("beyond_trained_context") or []}
     for row in score_rows(record):
         value = row["value"]
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else "—" if value is None else str(value)
-        table.add_row(row["metric"], str(row["at"]) + (" (= full attention)" if str(row["at"]) in full else ""),
-                      shown)
+        at = str(row["at"])
+        marks = [m for m, hit in (("= full attention", at in full), ("beyond trained context", at in beyond)) if hit]
+        table.add_row(row["metric"], at + (f" ({'; '.join(marks)})" if marks else ""), shown)
     console.print(table)
     typer.echo(f"record: {path}")
 

@@ -90,4 +90,7 @@ def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: s
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params, lengths)
     torch.manual_seed(0)  # SE-Attn draws a chunk size per layer call: the same draws make an evaluation repeatable
-    return model, tok, model_identity(spec, model, tok), attention
+    identity = model_identity(spec, model, tok)
+    limit = identity["max_positions"]
+    identity["beyond_trained_context"] = [n for n in lengths if limit and n > limit]  # marked in records and tables
+    return model, tok, identity, attention

@@ -16,6 +16,8 @@ from expspan_cli.models.adapter import ADAPTER_INFO, read_adapter_info, restore_
 from expspan_cli.models.mamba_ssm_backend import is_mamba_ssm_checkpoint
 from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
 
+tf.utils.logging.disable_progress_bar()  # per-file loading bars: noise around expspan's own progress and errors
+
 _OFFLINE_HINT = ("offline, pass a local model directory (download it where there is network with `hf download "
                  "{spec} --local-dir DIR`), or set HF_HUB_OFFLINE=1 to use the local cache")
 

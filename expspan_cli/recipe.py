@@ -126,9 +126,10 @@ def build_recipe(path: str | Path | None = None, **overrides: Any) -> TrainRecip
         require(getattr(recipe, name) >= 0, f"recipe field {name!r} must be >= 0, got {getattr(recipe, name)}")
     require(recipe.lr is None or (recipe.lr > 0 and math.isfinite(recipe.lr)),
             f"recipe field 'lr' must be a positive learning rate, got {recipe.lr}")
-    schedulers = _schedulers()
-    require(recipe.lr_scheduler in schedulers, f"recipe field 'lr_scheduler': unknown scheduler "
-            f"{recipe.lr_scheduler!r}", hint=f"one of {', '.join(schedulers)}")
+    if recipe.lr_scheduler != TrainRecipe.lr_scheduler:  # the default is one; asking transformers imports torch
+        schedulers = _schedulers()
+        require(recipe.lr_scheduler in schedulers, f"recipe field 'lr_scheduler': unknown scheduler "
+                f"{recipe.lr_scheduler!r}", hint=f"one of {', '.join(schedulers)}")
     require(0 <= recipe.lora_dropout < 1, f"recipe field 'lora_dropout' must be in [0, 1), got {recipe.lora_dropout}")
     require(recipe.rope_scaling in ("auto", "none") or isinstance(recipe.rope_scaling, float),
             f"recipe field 'rope_scaling' must be 'auto', 'none' or a factor, got {recipe.rope_scaling!r}")

@@ -31,12 +31,21 @@ def _curriculum(text: str | None) -> list | None:
 
 
 def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options) -> None:
+    from expspan_cli.attention.params import make_params
+    from expspan_cli.data import load_prepared
     from expspan_cli.options import parse_pairs
     from expspan_cli.recipe import build_recipe
-    from expspan_cli.train.run import run_training
+    from expspan_cli.train.methods import training_attention
 
     options["attn_params"] = parse_pairs(options.pop("attn_param"), "--attn-param") or None
-    run = run_training(build_recipe(recipe, **options), out, kind=kind, resume=resume)
+    built = build_recipe(recipe, **options)
+    if kind == "finetune" and built.attn_params:  # bad input answers before torch loads
+        make_params(training_attention(built.method, built.attn), **built.attn_params)
+    if built.data is not None:
+        load_prepared(built.data)
+    from expspan_cli.train.run import run_training
+
+    run = run_training(built, out, kind=kind, resume=resume)
     _summary(run)
 
 

@@ -35,3 +35,14 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ExpspanError(f"unknown method {name!r}", hint=f"one of {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def training_attention(method: str, attn: str | None) -> str:
+    """The attention a run of `method` trains with: the method preset's (longlora: s2), else `attn`, else SE."""
+    preset = get_method(method).attn
+    if preset:
+        if attn not in (None, preset):
+            raise ExpspanError(f"method {method!r} is S2-Attn + lora+; it cannot run with attention {attn!r}",
+                               hint=f"use --method lora+ --attn {attn}")
+        return preset
+    return attn or "se"

@@ -40,7 +40,7 @@ def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
     from expspan_cli.attention import VARIANTS, make_params
     from expspan_cli.models import PRESETS
     from expspan_cli.models.zoo import is_random_preset
-    from expspan_cli.train.methods import get_method
+    from expspan_cli.train.methods import get_method, training_attention
 
     if kind == "pretrain":
         require(recipe.method in ("full", "hylora") and recipe.attn in (None, "full", "se"),
@@ -56,12 +56,9 @@ def resolve_recipe(recipe: TrainRecipe, kind: str) -> TrainRecipe:
                 f"(`expspan pretrain --model {recipe.model} ...`, then --model RUN), or --random-base to fine-tune "
                 "random weights on purpose (benchmarks)")
     method = get_method(recipe.method)
-    if method.attn:
-        require(recipe.attn in (None, method.attn), f"method {recipe.method!r} is S2-Attn + lora+; it cannot run "
-                f"with attention {recipe.attn!r}", hint=f"use --method lora+ --attn {recipe.attn}")
-        recipe.attn = method.attn
-        recipe.lr = recipe.lr if recipe.lr is not None else method.lr
-    recipe.attn = recipe.attn or "se"
+    recipe.attn = training_attention(recipe.method, recipe.attn)
+    if method.lr is not None and recipe.lr is None:
+        recipe.lr = method.lr
     if recipe.attn not in VARIANTS:
         raise ExpspanError(f"unknown attention {recipe.attn!r}", hint=f"one of {', '.join(VARIANTS)}")
     if recipe.attn == "full":

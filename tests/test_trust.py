@@ -357,3 +357,18 @@ def test_report_rows_fine_tuned_from_random_weights_say_so(tmp_path):
     _mark_random_bases(col)
     assert col.rows == [("se", "SE-Attn (random base)"), ("full", "Full-Attn")]
     assert col.entries[0].label == "SE-Attn (random base)"
+
+
+def test_a_recipe_that_would_fine_tune_random_weights_is_refused_at_dry_run(tmp_path):
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "tiny.yaml").read_text())
+    recipe.pop("pretrain")
+    recipe["finetune"]["model"] = "tiny-hybrid"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    _refused(_cli("reproduce", path, "--dry-run"), "finetune.model: preset 'tiny-hybrid' is random-init",
+             "random_base: true")
+    recipe["finetune"]["random_base"] = True
+    path.write_text(yaml.safe_dump(recipe))
+    assert _cli("reproduce", path, "--dry-run", "--out", tmp_path / "run").exit_code == 0

@@ -1,4 +1,5 @@
-"""The README's CLI reference, generated from the Typer app (a test checks the README holds exactly this text).
+"""The README's CLI reference, generated from the Typer app: every option with one line of meaning, its choices and
+its default (a test checks the README holds exactly this text).
 
 Regenerate: python -m expspan_cli.report.clidoc --write README.md
 """
@@ -24,15 +25,44 @@ def _commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
+def _choices(param: Any) -> tuple[str, ...]:
+    import typing
+
+    annotation = getattr(param.get_runtime_param(), "annotation", None) if hasattr(param, "get_runtime_param") \
+        else None
+    for option in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(option) is typing.Literal:
+            return typing.get_args(option)
+    return ()
+
+
+def _meaning(param: Any) -> str:
+    """The help's first sentence: one line of meaning."""
+    text = " ".join((getattr(param, "help", None) or "").split())
+    head = re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
+    return head.rstrip(".")
+
+
 def _option(param: Any) -> str:
     if param.param_type_name == "argument":
-        return f"`{param.name.upper()}`"
+        return f"`{param.name.upper()}`: {_meaning(param) or 'argument'}" if getattr(param, "help", None) \
+            else f"`{param.name.upper()}`"
     names = " / ".join(param.opts + param.secondary_opts)
-    return f"`{names}`"
+    facts = []
+    if _choices(param):
+        facts.append(" \\| ".join(_choices(param)))
+    if param.required:
+        facts.append("required")
+    elif param.default is not None and param.default is not False and param.default not in ((), []) \
+            and not callable(param.default):
+        facts.append(f"default {param.default}")
+    meaning = _meaning(param)
+    return f"`{names}`" + (f" ({'; '.join(facts)})" if facts else "") + (f": {meaning}" if meaning else "")
 
 
 def cli_reference(app: Any = None) -> str:
-    """Every command with its one-line help and its arguments and options, as Markdown."""
+    """Every command with its one-line help, and each argument and option with its meaning, choices and default,
+    as Markdown."""
     import typer
 
     if app is None:
@@ -43,8 +73,7 @@ def cli_reference(app: Any = None) -> str:
         summary = (command.help or "").strip().split("\n")[0]
         params = [p for p in command.params if p.name != "help"]
         lines.append(f"- **`{name}`**: {summary}")
-        if params:
-            lines.append("  " + ", ".join(_option(p) for p in params))
+        lines += [f"  - {_option(p)}" for p in params]
     lines += ["", END]
     return "\n".join(lines)
 

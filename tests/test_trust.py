@@ -161,14 +161,15 @@ def _plain_peft(final: Path, ids: torch.Tensor, tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize("which", ["se_run", "random_tied_run"])
 def test_plain_peft_loads_exactly_what_expspan_loads(which, request, tmp_path):
-    from expspan_cli.models import load_model
 
     run = request.getfixturevalue(which)
     adapter_config = json.loads((run / "final" / "adapter_config.json").read_text())
     assert Path(adapter_config["base_model_name_or_path"]).is_absolute()
     assert adapter_config["modules_to_save"]
-    model, _ = load_model(str(run))
-    ids = _ids(96)
+    from expspan_cli.eval.loading import load_for_eval
+
+    model, _ = load_for_eval(str(run))  # what every expspan evaluation scores
+    ids = _ids(512)
     ours = _logits(model, ids)
     plain = _plain_peft(run / "final", ids, tmp_path)
     assert (plain["auto"] - ours).abs().max() <= 1e-6

@@ -54,7 +54,8 @@ def evaluate_harness(model: str, tasks: str, out: str | Path, *, include_path: s
         raise ExpspanError(f"lm-eval knows no task {unknown[0]!r}",
                            hint="check the name, or pass --include-path DIR with its YAML")
     net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {},
-                                                  [max_length] if max_length else [], False, device)
+                                                  [max_length] if max_length else [], False, device,
+                                                  merge_adapter=True)  # lm-eval's HFLM takes a plain model
     lm = HFLM(pretrained=net, tokenizer=tok, batch_size=batch_size, max_length=max_length)
     try:
         out_dict = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,

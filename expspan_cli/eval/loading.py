@@ -18,14 +18,16 @@ def parse_lengths(text: str | list[int]) -> list[int]:
     return lengths
 
 
-def load_for_eval(spec: str, adapter: str | None = None, tokenizer: str | None = None, device: str | None = None
-                  ) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode; bf16 on GPU, fp32 on CPU."""
+def load_for_eval(spec: str, adapter: str | None = None, tokenizer: str | None = None, device: str | None = None,
+                  merge_adapter: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode; bf16 on GPU, fp32 on CPU. An adapter stays a PEFT model unless merged, so
+    scores equal those of the artifact loaded with plain PEFT."""
     from expspan_cli.models import load_model
 
     device = parse_device(device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model, tok = load_model(spec, adapter=adapter, dtype=dtype, device=device, tokenizer=tokenizer)
+    model, tok = load_model(spec, adapter=adapter, dtype=dtype, device=device, tokenizer=tokenizer,
+                            merge_adapter=merge_adapter)
     if tok is None:
         raise ExpspanError(f"model {spec!r} comes without a tokenizer", hint="pass --tokenizer DIR")
     return model.eval(), tok
@@ -69,16 +71,21 @@ def check_lengths(model: Any, lengths: list[int], allow_extrapolation: bool) -> 
 def model_identity(spec: str, model: Any, tokenizer: Any) -> dict[str, Any]:
     from expspan_cli.data.tokenizer import tokenizer_hash
 
+    from expspan_cli.models.layers import parameter_groups
+
     config = getattr(model, "config", None)
-    return {"spec": spec, "class": type(model).__name__, "model_type": getattr(config, "model_type", None),
-            "parameters": sum(p.numel() for p in model.parameters()), "max_positions": max_positions(model),
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    groups = parameter_groups(model)  # as merged: no LoRA factors, no frozen originals beside trained copies
+    return {"spec": spec, "class": type(base).__name__, "model_type": getattr(config, "model_type", None),
+            "parameters": sum(p.numel() for n, p in model.named_parameters() if groups.get(n, "lora") != "lora"),
+            "adapter": "peft" if base is not model else None, "max_positions": max_positions(model),
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "tokenizer_hash": tokenizer_hash(tokenizer), "name_or_path": getattr(config, "_name_or_path", None)}
 
 
 def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: str, attn_params: dict[str, Any],
-                  lengths: list[int], allow_extrapolation: bool, device: str | None = None
-                  ) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+                  lengths: list[int], allow_extrapolation: bool, device: str | None = None,
+                  merge_adapter: bool = False) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """(model, tokenizer, model identity, attention description), lengths checked against the model's positions."""
     from expspan_cli.attention import make_params
 
@@ -86,7 +93,7 @@ def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: s
         require(not attn_params, "attention 'full' takes no --attn-param", hint="drop them or pick --attn se/s2/swa")
     make_params(attn, **attn_params)  # before the model loads: a bad parameter is one line, at once
     device = parse_device(device)
-    model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device)
+    model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device, merge_adapter=merge_adapter)
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params, lengths)
     torch.manual_seed(0)  # SE-Attn draws a chunk size per layer call: the same draws make an evaluation repeatable

@@ -41,11 +41,14 @@ def _load_legacy_tensors(base: nn.Module, directory: Path) -> None:
             params[name].copy_(value)
 
 
-def restore_adapter(base: nn.Module, directory: str | Path) -> nn.Module:
-    """`base` with the adapter in `directory` applied through PEFT and merged: a plain model of the base's class."""
+def restore_adapter(base: nn.Module, directory: str | Path, merge: bool = True) -> nn.Module:
+    """`base` with the adapter in `directory` applied through PEFT: merged into a plain model of the base's class,
+    or (merge False) the PEFT model itself, which computes exactly what plain PEFT loading computes (merging the
+    LoRA product into the weights moves logits by float rounding)."""
     from peft import PeftModel
 
     directory = Path(directory)
     if (directory / LEGACY_TENSORS).exists():
         _load_legacy_tensors(base, directory)
-    return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+    model = PeftModel.from_pretrained(base, str(directory))
+    return model.merge_and_unload() if merge else model

@@ -152,12 +152,13 @@ def _run_final(spec: str) -> Path | None:
 
 
 def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, device: Any = None,
-               tokenizer: str | None = None, config_overrides: dict[str, Any] | None = None, seed: int = 0
-               ) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase | None]:
+               tokenizer: str | None = None, config_overrides: dict[str, Any] | None = None, seed: int = 0,
+               merge_adapter: bool = True) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase | None]:
     """A causal LM and its tokenizer from a preset name, hub id, local model directory or fine-tuning run directory.
 
     A run directory (or `adapter`, a saved adapter directory) restores the base model, the trained non-LoRA tensors
-    and the LoRA adapter, merged into a plain transformers model. `tokenizer` overrides the model's own (presets
+    and the LoRA adapter, merged into a plain transformers model (or, `merge_adapter` False, as the PEFT model plain
+    PEFT loading gives, for evaluations that match it exactly). `tokenizer` overrides the model's own (presets
     take their vocabulary from it); `config_overrides` are set on the config before the weights load (RoPE scaling).
     """
     spec = str(spec)
@@ -173,7 +174,7 @@ def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, devi
         overrides = {**info.get("config_overrides", {}), **(config_overrides or {})}
         model, tok = load_model(base_spec, dtype=dtype, tokenizer=tokenizer or adapter,
                                 config_overrides=overrides, seed=info.get("seed", seed))
-        model = restore_adapter(model, adapter)
+        model = restore_adapter(model, adapter, merge=merge_adapter)
         set_config(model.config, info.get("config", {}))
         if tokenizer is None and (Path(adapter) / "tokenizer_config.json").exists():
             tok = _load_tokenizer(adapter)

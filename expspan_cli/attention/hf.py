@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from expspan_cli.attention.dispatch import attend
-from expspan_cli.attention.params import SEParams, fitted_defaults, make_params, params_dict
+from expspan_cli.attention.params import SEParams, fitted_defaults, make_params
 from expspan_cli.attention.common import draw_chunk_size, expand_kv
 from expspan_cli.attention.se import SEState, prefill_state, se_attention, se_decode
 from expspan_cli.errors import ExpspanError
@@ -44,11 +44,6 @@ def _hook_for(variant: str):
 
     hook.__name__ = f"expspan_{variant}_attention"
     return hook
-
-
-def record_attention(config: Any, variant: str, params: Any) -> None:
-    """Save the variant a model was trained with, and its parameters, in its config (`expspan_attention`)."""
-    config.expspan_attention = {"variant": variant, "params": params_dict(params) if params is not None else {}}
 
 
 def saved_attention(config: Any, variant: str) -> Any:

@@ -61,12 +61,15 @@ def _done(path: Path) -> None:
     typer.echo(f"record: {path}")
 
 
-def _check_out(out: Path) -> None:
-    """Records go into a folder; refuse a file there before anything loads."""
+def _checked(out: Path, attn: str, attn_param: list[str] | None) -> dict:
+    """What every evaluation checks before anything loads: --out can hold records (a folder), and the attention
+    parameters, typed. Returns the parameters."""
+    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.errors import require
 
     require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory",
             hint="records are written into a folder: choose another --out")
+    return parse_attn_params(attn, attn_param)
 
 
 @app.command("pg19")
@@ -85,14 +88,13 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
          device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Perplexity of the prepared evaluation split at each context length."""
-    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.pg19 import evaluate_pg19
 
-    _check_out(out)
+    attn_params = _checked(out, attn, attn_param)
     _done(evaluate_pg19(model, data, parse_lengths(lengths), out, split=split, protocol=protocol, stride=stride,
-                        attn=attn, attn_params=parse_attn_params(attn, attn_param), adapter=adapter,
-                        tokenizer=tokenizer, batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
+                        attn=attn, attn_params=attn_params, adapter=adapter, tokenizer=tokenizer,
+                        batch_size=batch_size, max_tokens=max_tokens, allow_extrapolation=allow_extrapolation,
                         device=device, quiet=quiet))
 
 
@@ -109,15 +111,14 @@ def recall(model: str = MODEL,
            tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
            device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Recall of the synthetic corpus's facts by fact-to-question distance (the embedded default's headline)."""
-    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.recall import evaluate_recall
     from expspan_cli.options import parse_int_list
 
-    _check_out(out)
+    attn_params = _checked(out, attn, attn_param)
     _done(evaluate_recall(model, data, parse_lengths(lengths), out, split=split, max_docs=max_docs,
                           edges=parse_int_list(edges, "--edges") if edges else None, attn=attn,
-                          attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
+                          attn_params=attn_params, adapter=adapter, tokenizer=tokenizer,
                           allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
 
 
@@ -144,16 +145,14 @@ def ruler(model: str = MODEL,
           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """RULER accuracy per task and length, the paper's groups and the average (greedy decoding)."""
-    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.loading import parse_lengths
     from expspan_cli.eval.ruler.run import evaluate_ruler
 
-    _check_out(out)
-
+    attn_params = _checked(out, attn, attn_param)
     qa_files = {k: v for k, v in (("squad", qa_squad), ("hotpotqa", qa_hotpotqa)) if v}
     _done(evaluate_ruler(model, parse_lengths(lengths), out, tasks=tasks, samples=samples, seed=seed,
                          haystack=haystack, data=data, split=split, qa_files=qa_files, attn=attn,
-                         attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
+                         attn_params=attn_params, adapter=adapter, tokenizer=tokenizer,
                          inspect_retrieval=inspect, oracle=oracle, cache_dir=cache,
                          allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
 
@@ -172,11 +171,10 @@ def harness(model: str = MODEL,
             attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
             tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
     """lm-eval tasks through its simple_evaluate on the loaded model."""
-    from expspan_cli.attention.params import parse_attn_params
     from expspan_cli.eval.harness import evaluate_harness
 
-    _check_out(out)
+    attn_params = _checked(out, attn, attn_param)
     _done(evaluate_harness(model, tasks, out, include_path=include_path, num_fewshot=num_fewshot, limit=limit,
                            batch_size=batch_size, max_length=max_length, attn=attn,
-                           attn_params=parse_attn_params(attn, attn_param), adapter=adapter, tokenizer=tokenizer,
+                           attn_params=attn_params, adapter=adapter, tokenizer=tokenizer,
                            seed=seed, device=device))

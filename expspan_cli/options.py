@@ -47,12 +47,14 @@ def parse_int(text: str, name: str) -> int:
         raise ExpspanError(f"{name} must be an integer (e.g. 2048 or 2k), got {text!r}") from None
 
 
+def _split_list(text: str) -> list[str]:
+    """The items of a typed list: "2048,8192", "[256, 512]"."""
+    return [t for t in text.strip().strip("[]").replace(" ", "").split(",") if t]
+
+
 def parse_int_list(text: str | list[int] | tuple[int, ...], name: str) -> list[int]:
     """A comma list of integers: "2048,8192", "2k,8k", "[256, 512]" (or a list already parsed)."""
-    if isinstance(text, (list, tuple)):
-        items = [str(t) for t in text]
-    else:
-        items = [t for t in str(text).strip().strip("[]").replace(" ", "").split(",") if t]
+    items = [str(t) for t in text] if isinstance(text, (list, tuple)) else _split_list(str(text))
     if not items:
         raise ExpspanError(f"{name} must list at least one integer, got {text!r}")
     return [parse_int(t, name) for t in items]
@@ -96,11 +98,9 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
                         raise ExpspanError(f"{name} must be a number, got {value!r}") from None
             elif base in (tuple, list):
                 elem = (typing.get_args(option) or (str,))[0]
-                if isinstance(value, str):
-                    value = [t for t in value.strip().strip("[]").replace(" ", "").split(",") if t]
-                elif not isinstance(value, (list, tuple)):
-                    value = [value]
-                return base(coerce(v, elem, name) for v in value)
+                items = _split_list(value) if isinstance(value, str) else \
+                    value if isinstance(value, (list, tuple)) else [value]
+                return base(coerce(v, elem, name) for v in items)
             elif base is str:
                 if isinstance(value, str):
                     return value

@@ -92,7 +92,6 @@ def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: s
     if attn == "full":
         require(not attn_params, "attention 'full' takes no --attn-param", hint="drop them or pick --attn se/s2/swa")
     make_params(attn, **attn_params)  # before the model loads: a bad parameter is one line, at once
-    device = parse_device(device)
     model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device, merge_adapter=merge_adapter)
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params, lengths)

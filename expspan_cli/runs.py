@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
+PLAN_FILE = "plan.json"  # a reproduction's plan, written by the pipeline and read by the report
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -171,6 +172,14 @@ def atomic_dir(final: str | Path, force: bool = False, kind: str | None = None) 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def is_partial(directory: str | Path) -> bool:
+    """Started and interrupted: a run directory without its manifest, or a half-built atomic directory."""
+    directory = Path(directory)
+    if read_manifest(directory) is not None:
+        return False
+    return directory.exists() or any(directory.parent.glob(f".{directory.name}.partial-*"))
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:

@@ -10,7 +10,7 @@ import typing
 import pytest
 from support import leaf_commands, run_cli
 
-from expspan_cli.recipe import build_recipe
+from expspan_cli.train.recipe import build_recipe
 from expspan_cli.train.run import run_training
 
 

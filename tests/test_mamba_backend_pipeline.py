@@ -30,7 +30,7 @@ def standin_loader(spec, dtype=None, device=None, seed=0):
 def finetuned(tmp_path_factory):
     from expspan_cli.data.build import prepare
     from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.recipe import build_recipe
     from expspan_cli.train.run import run_training
 
     root = tmp_path_factory.mktemp("mamba")

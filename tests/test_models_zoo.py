@@ -6,7 +6,7 @@ import torch
 from expspan_cli.errors import ExpspanError
 from expspan_cli.models import PRESETS, load_model, model_config
 from expspan_cli.models.tiny import tiny_model
-from expspan_cli.recipe import build_recipe
+from expspan_cli.train.recipe import build_recipe
 from expspan_cli.train.run import _rope_overrides
 
 

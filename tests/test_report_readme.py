@@ -3,13 +3,13 @@ keeps the test command CI runs."""
 
 from pathlib import Path
 
-from expspan_cli.report.clidoc import cli_reference
+from expspan_cli.clidoc import cli_reference
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
 
 def test_cli_reference_matches_the_typer_app():
-    assert cli_reference() in README, "regenerate it: python -m expspan_cli.report.clidoc --write README.md"
+    assert cli_reference() in README, "regenerate it: python -m expspan_cli.clidoc --write README.md"
 
 
 def test_reference_lists_reproduce_and_report_with_their_options():

@@ -10,6 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from expspan_cli.cli import app
+from expspan_cli.pipeline.plan import write_plan
+from expspan_cli.pipeline.spec import parse_reproduction
 from expspan_cli.report import write_report
 from expspan_cli.runs import write_manifest
 
@@ -30,6 +32,7 @@ def _run(root: Path, rows=tuple(PPL)) -> Path:
     run = root / "run"
     run.mkdir(parents=True)
     (run / "recipe.json").write_text(json.dumps({"recipe": RECIPE}))
+    write_plan(parse_reproduction(RECIPE), run)
     for name in rows:
         _record(run / "eval" / name / "ppl", "pg19",
                 {"ppl": {str(n): v for n, v in zip((256, 1024, 4096), PPL[name])}})

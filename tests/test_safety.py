@@ -189,21 +189,17 @@ def test_training_values_are_refused_before_a_directory_exists(tmp_path, data, m
 
 def test_nan_is_shown_as_nan_and_flagged():
     from expspan_cli.report.claims import check_claims
-    from expspan_cli.report.records import Collection, Entry
+    from expspan_cli.report.records import Collection, Entry, Plan, PlannedJob
     from expspan_cli.report.tables import comparison_table, to_csv, to_markdown
 
-    from expspan_cli.pipeline.spec import EvalJob
-
-    col = Collection(None, [("a", "A"), ("b", "B")], [EvalJob("ppl", "pg19", None, "full", {})])
+    col = Collection(None, [("a", "A"), ("b", "B")], [PlannedJob("ppl", "pg19", "full", None)])
     col.entries = [Entry("a", "A", "ppl", "pg19", {"metrics": {"ppl": {"64": math.nan, "128": 2.0}}}, Path("x"))]
     frame = comparison_table(col)
     text = to_markdown(frame)
     assert "| A | NaN | 2.00 |" in text and "| B | — | — |" in text
     assert "A,NaN,2.0000" in to_csv(frame) and "B,," in to_csv(frame)
 
-    class Recipe:
-        rows, evals = [], []
-    checks = check_claims(Recipe(), frame, {})
+    checks = check_claims(Plan("r", "r", "", {}, [], [], {}, []), frame)
     assert any(c.verdict == "does not hold" and "NaN in A · PPL 64" in c.evidence for c in checks)
 
 

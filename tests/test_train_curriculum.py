@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from expspan_cli.errors import ExpspanError
-from expspan_cli.recipe import build_recipe
+from expspan_cli.train.recipe import build_recipe
 from expspan_cli.train.curriculum import CurriculumBlocks, Phase, copy_row, copy_segment, curriculum_trainer
 from expspan_cli.train.run import run_training
 

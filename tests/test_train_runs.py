@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from expspan_cli.errors import ExpspanError
-from expspan_cli.recipe import build_recipe
+from expspan_cli.train.recipe import build_recipe
 from expspan_cli.train.run import run_training
 
 SE = {"chunk_sizes": [128, 256], "block_size": 16, "top_k": 2}

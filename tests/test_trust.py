@@ -14,7 +14,7 @@ import torch
 from support import refused as _refused
 from support import run_cli as _cli
 
-from expspan_cli.recipe import build_recipe
+from expspan_cli.train.recipe import build_recipe
 from expspan_cli.train.run import run_training
 
 FAST = ["--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--warmup-steps", "1", "--save-steps", "100",

@@ -19,8 +19,8 @@ def report(
     from expspan_cli.report.records import collect
 
     if out is None:
-        recipe = collect(paths).recipe
-        out = Path("results") / (recipe.name if recipe else "report")
+        plan = collect(paths).plan
+        out = Path("results") / (plan.name if plan else "report")
     typer.echo(f"report: {write_report(paths, out)}")
 
 

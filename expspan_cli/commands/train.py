@@ -9,7 +9,7 @@ import typer
 
 from expspan_cli.attention.params import VARIANTS
 from expspan_cli.errors import ExpspanError
-from expspan_cli.recipe import LR, LR_S2, TrainRecipe
+from expspan_cli.train.recipe import LR, LR_S2, TrainRecipe
 from expspan_cli.train.methods import METHODS
 
 _D = TrainRecipe()  # the defaults the help shows are the recipe's own
@@ -34,7 +34,7 @@ def _train(kind: str, out: Path, recipe: Optional[Path], resume: bool, **options
     from expspan_cli.attention.params import make_params
     from expspan_cli.data import load_prepared
     from expspan_cli.options import parse_pairs
-    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.recipe import build_recipe
     from expspan_cli.train.methods import training_attention
 
     options["attn_params"] = parse_pairs(options.pop("attn_param"), "--attn-param") or None
@@ -161,9 +161,10 @@ def export(run: Path = typer.Argument(..., help="a completed pretrain/finetune r
            force: bool = typer.Option(False, "--force", help="replace an existing --out")) -> None:
     """Write a run's model (base + trained tensors + merged LoRA) as a standalone transformers model with a model
     card; its config records the fine-tuned context and the attention it was trained with."""
+    from expspan_cli.eval.records import run_scores
     from expspan_cli.train.export import export_run
 
-    typer.echo(f"exported: {export_run(run, out, force, records)}")
+    typer.echo(f"exported: {export_run(run, out, force, run_scores(run, records or []))}")
 
 
 def register(app: typer.Typer) -> None:

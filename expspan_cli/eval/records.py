@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,22 @@ def score_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 def _by_length(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
     """Items of a {length: value} map in numeric order (records store the keys as sorted text)."""
     return sorted((values or {}).items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0))
+
+
+def run_scores(run: Path, record_dirs: list[Path]) -> list[dict[str, Any]]:
+    """One row per (record, score) among the evaluation records of `run` found under the run and `record_dirs`."""
+    target = run.resolve()
+    rows = []
+    for directory in [run, *record_dirs]:
+        for path in sorted(Path(directory).rglob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                spec = Path(str(record["model"]["spec"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if not spec.exists() or spec.resolve() != target:
+                continue
+            attention = (record.get("attention") or {}).get("variant", "full")
+            rows += [{"kind": record["kind"], "attention": attention, "metric": f"{r['metric']} at {r['at']}",
+                      "value": r["value"]} for r in score_rows(record)]
+    return rows

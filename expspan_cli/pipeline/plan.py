@@ -3,7 +3,8 @@
 A stage is done when its output directory holds a manifest (prepare, pretrain and finetune write theirs last; eval
 and bench outputs are built with `atomic_dir`), so a killed run resumes at the first stage without one.
 
-RUN/recipe.json                 the resolved recipe (what `expspan report` reads to know which rows to expect)
+RUN/recipe.json                 the resolved recipe (a rerun checks it is the same recipe)
+RUN/plan.json                   what `expspan report` reads: rows, evaluations, contexts, every stage's path
 RUN/data/<name>/                expspan prepare
 RUN/pretrain/                   expspan pretrain (tiny recipes)
 RUN/finetune/<row>/             expspan finetune, one per grid entry
@@ -19,7 +20,7 @@ from typing import Any
 
 from expspan_cli.errors import require
 from expspan_cli.pipeline.spec import EvalJob, Reproduction, Row
-from expspan_cli.runs import read_manifest
+from expspan_cli.runs import PLAN_FILE, atomic_write_json, is_partial, read_manifest
 
 RECIPE_FILE = "recipe.json"
 
@@ -39,10 +40,7 @@ class Stage:
         return read_manifest(self.path) is not None
 
     def partial(self) -> bool:
-        """Started and interrupted: a run directory without its manifest, or a half-built atomic directory."""
-        if self.done():
-            return False
-        return self.path.exists() or any(self.path.parent.glob(f".{self.path.name}.partial-*"))
+        return is_partial(self.path)
 
     def status(self) -> str:
         if self.skipped:
@@ -58,7 +56,7 @@ def row_model(recipe: Reproduction, run: Path, row: Row) -> str:
 
 
 def _train_tokens(train: dict[str, Any], default_len: int) -> int:
-    from expspan_cli.recipe import TrainRecipe
+    from expspan_cli.train.recipe import TrainRecipe
 
     values = {**TrainRecipe().to_dict(), **{k: v for k, v in train.items() if v is not None}}
     return values["max_steps"] * (values["seq_len"] or default_len) * values["per_device_batch_size"] * \
@@ -130,3 +128,36 @@ def build_plan(recipe: Reproduction, run: str | Path, shard: tuple[int, int] | N
         if blocked and not stage.skipped:
             stage.skipped = f"needs {blocked}"
     return stages
+
+
+def contexts_of(recipe: Reproduction) -> dict[str, int]:
+    """The lengths the claims are about: pre-training context, fine-tuning length, SW-Attn window."""
+    from expspan_cli.attention import SWParams
+    from expspan_cli.models import PRESETS
+
+    out: dict[str, int] = {}
+    preset = PRESETS.get(recipe.model)
+    if recipe.pretrain is not None:
+        out["pretrain"] = recipe.pretrain.get("seq_len") or recipe.data[recipe.pretrain["data"]].seq_len
+    elif preset is not None and preset.pretrain_context:
+        out["pretrain"] = preset.pretrain_context
+    for row in recipe.rows:
+        if row.train is not None:
+            out.setdefault("finetune", row.train.get("seq_len") or recipe.data[recipe.train_data].seq_len)
+            if row.train.get("attn") == "swa":
+                out.setdefault("window", (row.train.get("attn_params") or {}).get("window", SWParams().window))
+    return out
+
+
+def write_plan(recipe: Reproduction, run: str | Path) -> Path:
+    """RUN/plan.json: everything `expspan report` needs to know of the recipe, so the report reads files only."""
+    run = Path(run)
+    rows = [{"name": r.name, "label": r.label, "method": (r.train or {}).get("method", "hylora") if r.train else None,
+             "attn": (r.train.get("attn") or "se") if r.train else None} for r in recipe.rows]
+    evals = [{"name": j.name, "kind": j.kind, "attn": j.attn, "rows": j.rows} for j in recipe.evals]
+    stages = [{"id": s.id, "kind": s.kind, "path": str(s.path.relative_to(run)), "row": s.row,
+               "job": s.job.name if s.job else None, "skipped": s.skipped} for s in build_plan(recipe, run)]
+    return atomic_write_json(run / PLAN_FILE, {
+        "name": recipe.name, "title": recipe.title, "description": recipe.description, "paper": recipe.paper,
+        "resources": recipe.resources, "rows": rows, "evals": evals, "contexts": contexts_of(recipe),
+        "stages": stages})

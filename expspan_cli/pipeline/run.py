@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.pipeline.plan import RECIPE_FILE, Stage, build_plan
+from expspan_cli.pipeline.plan import RECIPE_FILE, Stage, build_plan, write_plan
 from expspan_cli.pipeline.spec import Reproduction, parse_reproduction
 from expspan_cli.pipeline.stages import run_stage
 from expspan_cli.runs import atomic_write_json, atomic_write_text, check_output
@@ -169,6 +169,7 @@ def reproduce(recipe: Reproduction, run: str | Path, *, results: str | Path | No
     check_output(report_dir, "report", force=True)  # before hours of work: a user's folder is never replaced
     # Key order kept: the order of datasets and rows is meaningful (the first dataset is the default training data).
     atomic_write_text(run / RECIPE_FILE, json.dumps({"recipe": recipe.source}, indent=2, default=str) + "\n")
+    write_plan(recipe, run)
     stages = build_plan(recipe, run, shard)
     by_id = {s.id: s for s in stages}
     todo = [s for s in stages if not s.skipped and not s.done()]

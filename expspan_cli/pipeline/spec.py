@@ -1,7 +1,7 @@
 """Reproduction recipes: one YAML file = data preparation, an optional tiny pre-training, a fine-tuning grid (one
 row of the paper's table per entry, plus the non-fine-tuned row), the evaluations and the paper table to compare.
 
-Training fields are `expspan_cli.recipe.TrainRecipe`'s (validated by `build_recipe`); evaluation options are the
+Training fields are `expspan_cli.train.recipe.TrainRecipe`'s (validated by `build_recipe`); evaluation options are the
 keyword arguments of the evaluation functions; every error names the field it is about (`grid[2].attn_params`).
 A `quick:` section holds overrides deep-merged on top with `--quick` (the test-sized profile).
 """
@@ -113,7 +113,7 @@ def _int(value: Any, where: str) -> int:
 
 def _check_train(values: dict[str, Any], where: str) -> None:
     """Validate TrainRecipe fields now (dry-run), so a typo fails before hours of preparation."""
-    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.recipe import build_recipe
 
     owned = sorted(set(values) & (_PIPELINE_OWNED - {"model"} if where == "pretrain" else _PIPELINE_OWNED))
     require(not owned, f"recipe field {where}.{owned[0] if owned else ''} is set by the pipeline",
@@ -301,6 +301,6 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
 
 
 def load_reproduction(path: str | Path, quick: bool = False) -> Reproduction:
-    from expspan_cli.recipe import read_yaml
+    from expspan_cli.config import read_yaml
 
     return parse_reproduction(read_yaml(path, "recipe"), quick, str(path))

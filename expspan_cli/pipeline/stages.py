@@ -13,7 +13,7 @@ from expspan_cli.runs import atomic_dir, provenance, write_manifest
 
 
 def _train(recipe: Reproduction, run: Path, stage: Stage) -> None:
-    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.recipe import build_recipe
     from expspan_cli.train.run import run_training
 
     if stage.kind == "pretrain":

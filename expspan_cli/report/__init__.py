@@ -28,7 +28,7 @@ def write_report(paths: list[str | Path], out: str | Path, console: Console | No
     """Write OUT/README.md, comparison.{md,csv,tex}, ruler_groups.csv, training.csv and the figures; returns the
     README. OUT is replaced as a whole (built aside, renamed into place) when it is an earlier report; anything
     else there is refused."""
-    from expspan_cli.report.claims import check_claims, contexts_of
+    from expspan_cli.report.claims import check_claims
     from expspan_cli.report.figures import bench_figure, ppl_figure, ruler_average_figure, ruler_groups_figure
     from expspan_cli.report.readme import render_readme
     from expspan_cli.report.records import collect
@@ -52,12 +52,12 @@ def write_report(paths: list[str | Path], out: str | Path, console: Console | No
     frame = comparison_table(col)
     groups = ruler_groups_table(col)
     training = training_table(col)
-    contexts = contexts_of(col.recipe) if col.recipe else {}
-    checks = check_claims(col.recipe, frame, contexts)
+    contexts = col.plan.contexts if col.plan else {}
+    checks = check_claims(col.plan, frame)
     marks = {f"{k} {v}": v for k, v in contexts.items()}
     out = Path(out)
     with atomic_dir(out, force=True, kind="report") as tmp:
-        caption = col.recipe.title if col.recipe else "evaluation records"
+        caption = col.plan.title if col.plan else "evaluation records"
         atomic_write_text(tmp / "comparison.md", to_markdown(frame))
         atomic_write_text(tmp / "comparison.csv", to_csv(frame))
         atomic_write_text(tmp / "comparison.tex", to_latex(frame, caption=caption))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from expspan_cli.report.figures import series
+from expspan_cli.report.records import Plan
 
 
 @dataclass
@@ -19,15 +19,15 @@ class Check:
     evidence: str
 
 
-def _rows_by_attention(recipe: Any) -> dict[str, str]:
+def _rows_by_attention(plan: Plan) -> dict[str, str]:
     """attention variant -> row label, for the rows that fine-tune with HyLoRA (the paper's main comparison);
     'base' -> the non-fine-tuned row."""
     out: dict[str, str] = {}
-    for row in recipe.rows:
-        if row.train is None:
+    for row in plan.rows:
+        if row.method is None:
             out.setdefault("base", row.label)
-        elif row.train.get("method", "hylora") == "hylora":
-            out.setdefault(row.train.get("attn") or "se", row.label)
+        elif row.method == "hylora":
+            out.setdefault(row.attn or "se", row.label)
     return out
 
 
@@ -53,11 +53,11 @@ def _recall_beyond(frame: pd.DataFrame, bound: int, prefix: str = "") -> list[st
     return out
 
 
-def _recall_prefixes(recipe: Any, frame: pd.DataFrame) -> list[tuple[str, str]]:
+def _recall_prefixes(plan: Plan, frame: pd.DataFrame) -> list[tuple[str, str]]:
     """(column prefix, evaluation attention) of each recall job with columns (the first takes the plain names) that
     runs on every row: a job on some rows only compares nothing."""
     out, plain = [], any(c.startswith("Recall ") for c in frame.columns)
-    for job in (j for j in recipe.evals if j.kind == "recall"):
+    for job in (j for j in plan.evals if j.kind == "recall"):
         prefixed = any(c.startswith(f"{job.name} Recall ") for c in frame.columns)
         prefix = f"{job.name} " if prefixed else "" if plain else None
         plain = plain and prefixed  # the first job with records took the plain names
@@ -109,30 +109,13 @@ def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, w
     return checks
 
 
-def contexts_of(recipe: Any) -> dict[str, int]:
-    """The lengths the claims are about: pre-training context, fine-tuning length, SW-Attn window."""
-    from expspan_cli.attention import SWParams
-    from expspan_cli.models import PRESETS
-
-    out: dict[str, int] = {}
-    preset = PRESETS.get(recipe.model)
-    if recipe.pretrain is not None:
-        out["pretrain"] = recipe.pretrain.get("seq_len") or recipe.data[recipe.pretrain["data"]].seq_len
-    elif preset is not None and preset.pretrain_context:
-        out["pretrain"] = preset.pretrain_context
-    for row in recipe.rows:
-        if row.train is not None:
-            out.setdefault("finetune", row.train.get("seq_len") or recipe.data[recipe.train_data].seq_len)
-            if row.train.get("attn") == "swa":
-                out.setdefault("window", (row.train.get("attn_params") or {}).get("window", SWParams().window))
-    return out
-
-
-def check_claims(recipe: Any, frame: pd.DataFrame, contexts: dict[str, int]) -> list[Check]:
-    """`contexts`: pretrain (the pre-training context), finetune (the fine-tuning length), window (SW-Attn's)."""
-    if recipe is None:
+def check_claims(plan: Plan | None, frame: pd.DataFrame) -> list[Check]:
+    """The claims on the plan's contexts: pretrain (the pre-training context), finetune (the fine-tuning length),
+    window (SW-Attn's)."""
+    if plan is None:
         return []
-    rows = _rows_by_attention(recipe)
+    contexts = plan.contexts
+    rows = _rows_by_attention(plan)
     checks: list[Check] = []
     nan_cells = frame.attrs.get("nan_cells", [])
     if nan_cells:
@@ -163,7 +146,7 @@ def check_claims(recipe: Any, frame: pd.DataFrame, contexts: dict[str, int]) -> 
             checks.append(Check("SE-Attn's perplexity is the closest to Full-Attn's at and beyond the fine-tuning "
                                 "length", verdict, "mean PPL gap to Full-Attn over " + ", ".join(long_cols) + ": " +
                                 ", ".join(f"{rows[a]} {_fmt(g)}" for a, g in gaps.items())))
-    for prefix, attn in _recall_prefixes(recipe, frame):
+    for prefix, attn in _recall_prefixes(plan, frame):
         checks += _recall_checks(rows, frame, pre, window, prefix, attn)
     ruler_lengths, ruler = series(frame, "RULER")
     if {"se", "full"} <= set(rows) and ruler_lengths and window:

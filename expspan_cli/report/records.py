@@ -13,6 +13,7 @@ from typing import Any
 
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.eval.records import KINDS
+from expspan_cli.runs import MANIFEST, PLAN_FILE, is_partial, read_manifest
 
 RECORD_FIELDS = ("kind", "metrics", "config")
 
@@ -28,10 +29,46 @@ class Entry:
 
 
 @dataclass
+class PlannedRow:
+    name: str
+    label: str
+    method: str | None  # None: the non-fine-tuned row
+    attn: str | None  # the fine-tuning attention
+
+
+@dataclass
+class PlannedJob:
+    name: str
+    kind: str
+    attn: str  # "full" or "same" (the row's own attention)
+    rows: list[str] | None  # None: every row
+
+
+@dataclass
+class Plan:
+    """RUN/plan.json, as `expspan reproduce` wrote it (pipeline/plan.py: write_plan)."""
+
+    name: str
+    title: str
+    description: str
+    paper: dict[str, Any]
+    rows: list[PlannedRow]
+    evals: list[PlannedJob]
+    contexts: dict[str, int]  # pretrain, finetune, window: the lengths the claims are about
+    stages: list[dict[str, Any]]  # id, kind, path (in the run directory), row, job, skipped
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Plan":
+        return cls(obj["name"], obj["title"], obj.get("description", ""), obj.get("paper") or {},
+                   [PlannedRow(**r) for r in obj["rows"]], [PlannedJob(**j) for j in obj["evals"]],
+                   obj.get("contexts") or {}, obj["stages"])
+
+
+@dataclass
 class Collection:
-    recipe: Any  # the Reproduction the run directories were made from (None: loose eval records)
+    plan: Plan | None  # the plan the run directories were made from (None: loose eval records)
     rows: list[tuple[str, str]]  # (name, label) in table order
-    jobs: list[Any]  # EvalJobs (or ad hoc ones for loose records), in column order
+    jobs: list[PlannedJob]  # in column order (loose records: one per kind)
     entries: list[Entry] = field(default_factory=list)
     training: dict[str, dict[str, Any]] = field(default_factory=dict)  # row -> its finetune manifest
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage id -> manifest (wall times)
@@ -94,36 +131,34 @@ def _bench_rows(obj: Any) -> list[dict[str, Any]] | None:
 
 
 def _collect_run(run: Path, col: Collection) -> None:
-    from expspan_cli.pipeline.plan import build_plan
-    from expspan_cli.runs import read_manifest
-
-    for stage in build_plan(col.recipe, run):
-        if stage.skipped:
+    assert col.plan is not None
+    for stage in col.plan.stages:
+        if stage["skipped"]:
             continue
-        manifest = read_manifest(stage.path)
+        path = run / stage["path"]
+        manifest = read_manifest(path)
         if manifest is None:
-            (col.partial if stage.partial() else col.missing).append(stage.id)
+            (col.partial if is_partial(path) else col.missing).append(stage["id"])
             continue
-        if stage.id in col.stages:
+        if stage["id"] in col.stages:
             continue  # the same stage in two shards' directories: the first one counts
-        col.stages[stage.id] = manifest
-        if stage.kind == "finetune":
-            col.training[stage.row or ""] = manifest
-        elif stage.kind == "bench":
-            obj = read_json(stage.path / manifest.get("record", "attention.json"), col.problems)
+        col.stages[stage["id"]] = manifest
+        row = stage["row"] or ""
+        if stage["kind"] == "finetune":
+            col.training[row] = manifest
+        elif stage["kind"] == "bench":
+            obj = read_json(path / manifest.get("record", "attention.json"), col.problems)
             col.bench += _bench_rows(obj) or []
-        elif stage.kind == "eval":
-            path = stage.path / str(manifest.get("record"))
-            record = read_json(path, col.problems)
-            if record is not None and _valid_record(record, path, col.problems):
-                label = dict(col.rows).get(stage.row or "", stage.row or "")
-                col.entries.append(Entry(stage.row or "", label, stage.job.name, record["kind"], record, path))
+        elif stage["kind"] == "eval":
+            record_path = path / str(manifest.get("record"))
+            record = read_json(record_path, col.problems)
+            if record is not None and _valid_record(record, record_path, col.problems):
+                label = dict(col.rows).get(row, row)
+                col.entries.append(Entry(row, label, stage["job"], record["kind"], record, record_path))
 
 
-def _adhoc_job(kind: str) -> Any:
-    from expspan_cli.pipeline.spec import EvalJob
-
-    return EvalJob(kind, kind, None, "full", {})
+def _adhoc_job(kind: str) -> PlannedJob:
+    return PlannedJob(kind, kind, "full", None)
 
 
 def _collect_loose(directory: Path, col: Collection) -> None:
@@ -163,19 +198,22 @@ def _mark_random_bases(col: Collection) -> None:
 def collect(paths: list[str | Path]) -> Collection:
     """Everything the report shows, from reproduction run directories, folders of loose eval records, or bench JSON
     files; several run directories of one recipe (shards from several machines) are merged."""
-    from expspan_cli.pipeline.plan import RECIPE_FILE
-    from expspan_cli.pipeline.spec import parse_reproduction
-
     require(bool(paths), "no run directory given", hint="expspan report runs/tiny")
     problems: list[str] = []
     recipes = []
     for p in map(Path, paths):
         require(p.exists(), f"{p} does not exist")
-        saved = p / RECIPE_FILE
+        saved = p / PLAN_FILE
+        require(not (p / "recipe.json").is_file() or saved.is_file() or (p / MANIFEST).is_file(),
+                f"{p} is a reproduction run without its {PLAN_FILE}", hint=f"rerun `expspan reproduce RECIPE --out {p}`"
+                ": stages already done are not rerun, and the plan is written first")
         if p.is_dir() and saved.exists():
             obj = read_json(saved, problems)
             if obj is not None:
-                recipes.append((p, parse_reproduction(obj["recipe"], origin=str(saved))))
+                try:
+                    recipes.append((p, Plan.from_json(obj)))
+                except (KeyError, TypeError, AttributeError):
+                    raise ExpspanError(f"{saved} is not a reproduction plan") from None
     names = {r.name for _, r in recipes}
     if len(names) > 1:
         raise ExpspanError(f"run directories of different recipes given ({', '.join(sorted(names))})",

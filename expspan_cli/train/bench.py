@@ -28,7 +28,7 @@ def scaled_attention(variant: str, seq_len: int) -> dict[str, Any]:
 
 
 def _train_one(recipe: dict[str, Any], out: str) -> None:
-    from expspan_cli.recipe import TrainRecipe
+    from expspan_cli.train.recipe import TrainRecipe
     from expspan_cli.train.run import run_training
 
     run_training(TrainRecipe(**recipe), out, kind="finetune")
@@ -40,7 +40,7 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
     with tokens/s, peak memory and ratios to longlora and hylora+full; optionally write them as a record."""
     from expspan_cli.data import load_prepared
     from expspan_cli.models.zoo import is_random_preset
-    from expspan_cli.recipe import build_recipe
+    from expspan_cli.train.recipe import build_recipe
 
     require(steps >= 2, "--max-steps must be at least 2 (the first step is warm-up)")
     chosen = [c for c in CONFIGS if configs is None or c[0] in configs]

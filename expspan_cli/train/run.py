@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.recipe import TrainRecipe
+from expspan_cli.train.recipe import TrainRecipe
 from expspan_cli.runs import atomic_dir, atomic_write_json, provenance, read_manifest, write_manifest
 
 BASE_SEED = 0  # a random-init preset fine-tuned on purpose is built with this seed (and rebuilt with it to load)
@@ -126,7 +126,7 @@ def _deepspeed_config(path: str | None) -> dict[str, Any] | None:
         return None
     import importlib.util
 
-    from expspan_cli.recipe import read_yaml
+    from expspan_cli.config import read_yaml
 
     require(importlib.util.find_spec("deepspeed") is not None, "a DeepSpeed config was given but deepspeed is not "
             "installed", hint="pip install deepspeed (GPU machines), or drop deepspeed from the recipe")

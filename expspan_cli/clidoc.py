@@ -1,7 +1,7 @@
 """The README's CLI reference, generated from the Typer app: every option with one line of meaning, its choices and
 its default (a test checks the README holds exactly this text).
 
-Regenerate: python -m expspan_cli.report.clidoc --write README.md
+Regenerate: python -m expspan_cli.clidoc --write README.md
 """
 
 from __future__ import annotations

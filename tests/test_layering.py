@@ -96,3 +96,65 @@ def test_a_backward_import_is_found_even_inside_a_function(tmp_path):
 def test_every_stage_of_the_order_exists():
     present = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert set().union(*ORDER) <= present
+
+
+def _graph(root: Path) -> dict[str, set[str]]:
+    """module -> the package modules it imports (a name resolves to the longest module it starts with)."""
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[module] = [t for _, t in _imports(path, root, module)]
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {m: {r for t in targets if (r := resolve(t)) not in (None, m, root.name)} for m, targets in modules.items()}
+
+
+def cycles(root: Path) -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a loop."""
+    graph, found = _graph(root), []
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo += graph.get(node, ())
+        reach[start] = seen
+    for module in sorted(graph):
+        group = sorted(m for m in reach[module] if module in reach[m])
+        if group and group not in found and group[0] == min(group + [module]):
+            found.append(group)
+    return found
+
+
+def test_no_two_modules_import_each_other():
+    assert cycles(PACKAGE) == []
+
+
+def test_a_circle_between_two_modules_is_found(tmp_path):
+    pkg = _tree(tmp_path, {"__init__.py": "", "pipeline/__init__.py": "", "pipeline/spec.py": "import pkg.pipeline.data\n",
+                           "pipeline/data.py": "def f():\n    from pkg.pipeline.spec import DataSpec\n"})
+    assert cycles(pkg) == [["pkg.pipeline.data", "pkg.pipeline.spec"]]
+
+
+def test_registries_name_only_what_their_functions_take():
+    """Recipe fields are declared in the registries, not read from signatures: each must still be an argument."""
+    import inspect
+
+    from expspan_cli.attention.bench import BENCH_OPTIONS, bench_attention
+    from expspan_cli.eval import harness, pg19, recall
+    from expspan_cli.eval.kinds import EVAL_KINDS
+    from expspan_cli.eval.ruler import run as ruler
+
+    functions = {"pg19": pg19.evaluate_pg19, "ruler": ruler.evaluate_ruler, "recall": recall.evaluate_recall,
+                 "harness": harness.evaluate_harness}
+    assert set(EVAL_KINDS) == set(functions)
+    for name, kind in EVAL_KINDS.items():
+        assert set(kind.options) <= set(inspect.signature(functions[name]).parameters), name
+    assert set(BENCH_OPTIONS) == set(inspect.signature(bench_attention).parameters) - {"progress"}

@@ -94,6 +94,11 @@ def device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
+# What a recipe's `bench:` section may set: bench_attention's arguments (its progress callback is the caller's).
+BENCH_OPTIONS = ("variants", "lengths", "heads", "kv_heads", "head_dim", "chunk_size", "block_size", "top_k", "window",
+                 "group_size_ratio", "dtype", "device", "repeats", "peak_tflops", "se_kernels")
+
+
 def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_heads: int | None = None,
                     head_dim: int = 64, chunk_size: int = 2048, block_size: int = 32, top_k: int = 8,
                     window: int = 4096, group_size_ratio: float = 0.25, dtype: str = "float32",

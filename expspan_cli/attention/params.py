@@ -6,6 +6,7 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from expspan_cli.config import check_known
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.options import coerce, parse_pairs
 
@@ -81,10 +82,10 @@ def make_params(variant: str, **values: Any) -> Any:
     if variant not in PARAMS:
         raise ExpspanError(f"unknown attention variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
     cls = PARAMS[variant]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    require(not unknown, f"{variant}: unknown parameter(s) {', '.join(unknown)}",
-            hint=f"{variant} takes {', '.join(sorted(known)) or 'no parameters'}")
+    try:
+        check_known(values, [f.name for f in fields(cls)], noun="parameter(s)")
+    except ExpspanError as err:
+        raise ExpspanError(f"{variant}: {err.message}", err.hint.replace("it takes", f"{variant} takes")) from None
     hints = typing.get_type_hints(cls)
     typed = {name: coerce(value, hints[name], f"{variant}: {name}") for name, value in values.items()}
     try:

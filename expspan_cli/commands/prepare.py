@@ -33,12 +33,15 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
 
 
-def _run(corpus_fn, *, tokenizer: str, seq_len: int, out: Path, packed: str | None, docs: str | None,
-         num_proc: int, batch_docs: int, force: bool) -> None:
+def _run(kind: str, source: Path | None, splits: str | None, options: dict, *, tokenizer: str, seq_len: int,
+         out: Path, packed: str | None, docs: str | None, num_proc: int, batch_docs: int, force: bool) -> None:
+    """Read the corpus through its kind (data/kinds.py: the registry `reproduce` uses too), then prepare it."""
     from expspan_cli.data.build import prepare
+    from expspan_cli.data.kinds import DATA_KINDS
     from expspan_cli.data.progress import console
 
-    result = prepare(corpus_fn(), tokenizer=tokenizer, seq_len=seq_len, out=out, pack=_names(packed),
+    corpus = DATA_KINDS[kind].read(None if source is None else str(source), _names(splits), options)
+    result = prepare(corpus, tokenizer=tokenizer, seq_len=seq_len, out=out, pack=_names(packed),
                      docs=_names(docs), num_proc=num_proc, batch_docs=batch_docs, force=force)
     if not result.built:
         console.print(f"{out} already holds this preparation (same source, tokenizer and options): nothing to do "
@@ -68,12 +71,8 @@ def pg19(
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
     """PG-19 books, from the hub or a local copy."""
-    from expspan_cli.data.progress import warn
-    from expspan_cli.data.sources import hub_pg19, local_pg19
-
-    names = _names(splits) or []
-    _run(lambda: hub_pg19(names, warn, max_books) if source is None else local_pg19(source, names, warn, max_books),
-         tokenizer=tokenizer, seq_len=seq_len, out=out, packed=packed, docs=docs, num_proc=num_proc,
+    _run("pg19", source, splits, {"max_books": max_books}, tokenizer=tokenizer, seq_len=seq_len, out=out,
+         packed=packed, docs=docs, num_proc=num_proc,
          batch_docs=batch_docs, force=force)
 
 
@@ -89,11 +88,8 @@ def text(
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
     """Any local corpus: .txt (a document a file), .jsonl (field `text`), .parquet (column `text`)."""
-    from expspan_cli.data.progress import warn
-    from expspan_cli.data.sources import local_text
-
-    _run(lambda: local_text(source, _names(splits) or [], warn, max_docs), tokenizer=tokenizer, seq_len=seq_len,
-         out=out, packed=packed, docs=docs, num_proc=num_proc, batch_docs=batch_docs, force=force)
+    _run("text", source, splits, {"max_docs": max_docs}, tokenizer=tokenizer, seq_len=seq_len, out=out,
+         packed=packed, docs=docs, num_proc=num_proc, batch_docs=batch_docs, force=force)
 
 
 @app.command("synthetic")
@@ -116,11 +112,9 @@ def synthetic(
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
     """The embedded default's long-recall corpus, generated offline from a seed (see docs/data.md)."""
-    from expspan_cli.data.synthetic import parse_distance, synthetic_corpus
-
-    spec = SyntheticSpec(seed=seed, documents={"train": train_docs, "validation": eval_docs, "test": eval_docs,
-                                               "haystack": haystack_docs},
-                         doc_words=doc_words, facts=facts, distance=parse_distance(distance),
-                         distribution=distribution, haystack_words=haystack_words, answer=answer)
-    _run(lambda: synthetic_corpus(spec), tokenizer=tokenizer, seq_len=seq_len, out=out, packed=packed, docs=docs,
+    options = dict(seed=seed, documents={"train": train_docs, "validation": eval_docs, "test": eval_docs,
+                                         "haystack": haystack_docs},
+                   doc_words=doc_words, facts=facts, distance=distance, distribution=distribution,
+                   haystack_words=haystack_words, answer=answer)
+    _run("synthetic", None, None, options, tokenizer=tokenizer, seq_len=seq_len, out=out, packed=packed, docs=docs,
          num_proc=num_proc, batch_docs=batch_docs, force=force)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from expspan_cli.data.encode import batched, encode_batches
-from expspan_cli.data.prepared import KINDS
+from expspan_cli.data.kinds import DATA_KINDS
 from expspan_cli.data.progress import console, token_progress
 from expspan_cli.data.sources import Corpus, Doc, Split
 from expspan_cli.data.tokenizer import bpe_spec, load_tokenizer, pad_id, tokenizer_hash, train_bpe
@@ -51,7 +51,7 @@ def _existing(out: Path, request: dict[str, Any], force: bool) -> dict[str, Any]
     if not out.exists():
         return None
     manifest = read_manifest(out)
-    if manifest is None or manifest.get("kind") not in KINDS:
+    if manifest is None or manifest.get("kind") not in DATA_KINDS:
         if out.is_dir() and not any(out.iterdir()):
             return None
         raise ExpspanError(f"{out} exists and is not prepared data", hint="choose another --out (--force only "

@@ -7,11 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from expspan_cli.data.kinds import DATA_KINDS
 from expspan_cli.data.tokenizer import tokenizer_hash
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.runs import read_manifest
-
-KINDS = ("pg19", "text", "synthetic")
 
 
 @dataclass
@@ -97,7 +96,7 @@ def _recut(ds: Any, seq_len: int) -> Any:
 def load_prepared(path: str | Path) -> PreparedData:
     path = Path(path)
     manifest = read_manifest(path)
-    if manifest is None or manifest.get("kind") not in KINDS:
+    if manifest is None or manifest.get("kind") not in DATA_KINDS:
         raise ExpspanError(f"{path} is not prepared data (no manifest.json from `expspan prepare`)",
                            hint="run `expspan prepare pg19|text|synthetic --out DIR` first")
     return PreparedData(path, manifest)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from expspan_cli.errors import require
+from expspan_cli.eval.kinds import EVAL_KINDS
 from expspan_cli.pipeline.spec import EvalJob, Reproduction, Row
 from expspan_cli.runs import PLAN_FILE, atomic_write_json, is_partial, read_manifest
 
@@ -63,20 +64,6 @@ def _train_tokens(train: dict[str, Any], default_len: int) -> int:
         values["grad_accum"]
 
 
-def _eval_tokens(job: EvalJob) -> int | None:
-    lengths = job.options.get("lengths") or []
-    if job.kind == "ruler":
-        from expspan_cli.eval.ruler import resolve_tasks
-
-        return sum(lengths) * job.options.get("samples", 500) * len(resolve_tasks(job.options.get("tasks")))
-    if job.kind == "pg19" and job.options.get("max_tokens"):
-        n_tokens = job.options["max_tokens"]
-        if job.options.get("protocol") == "strided":  # windows of n advancing by the stride (default n / 2)
-            return sum(n_tokens * n // (job.options.get("stride") or n // 2) for n in lengths)
-        return sum(max(0, n_tokens - n) // 256 * n for n in lengths)  # longlora: a window every 256 tokens
-    return None
-
-
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """`i/n` (1-based) -> (i, n)."""
     if text is None:
@@ -117,7 +104,7 @@ def build_plan(recipe: Reproduction, run: str | Path, shard: tuple[int, int] | N
             needs = [model_stage] + ([f"prepare:{job.data}"] if job.data else [])
             absent = job.data is not None and not recipe.data[job.data].available()
             stages.append(Stage(f"eval:{row.name}/{job.name}", "eval", run / "eval" / row.name / job.name, needs,
-                                row=row.name, job=job, tokens=_eval_tokens(job),
+                                row=row.name, job=job, tokens=EVAL_KINDS[job.kind].tokens(job.options),
                                 skipped=why or (f"data {job.data} absent" if absent else None)))
     if recipe.bench is not None:
         stages.append(Stage("bench", "bench", run / "bench",

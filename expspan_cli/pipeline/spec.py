@@ -9,17 +9,16 @@ A `quick:` section holds overrides deep-merged on top with `--quick` (the test-s
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from expspan_cli.config import check_known
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.eval.kinds import EVAL_KINDS
 
-DATA_KINDS = ("synthetic", "pg19", "text")
-EVAL_KINDS = ("pg19", "ruler", "harness", "recall")
 TOP_LEVEL = {"name", "title", "description", "paper", "resources", "data", "pretrain", "finetune", "grid", "baseline",
              "eval", "bench", "quick"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -133,57 +132,24 @@ def _check_train(values: dict[str, Any], where: str) -> None:
 
 
 def _data(name: str, raw: Any) -> DataSpec:
+    from expspan_cli.data.kinds import check_options, get_data_kind
+
     where = f"data.{name}"
     raw = _mapping(raw, where)
-    known = {"kind", "tokenizer", "seq_len", "source", "splits", "options", "optional", "num_proc"}
-    unknown = sorted(set(raw) - known)
-    require(not unknown, f"unknown recipe field {where}.{unknown[0] if unknown else ''}",
-            hint=f"fields: {', '.join(sorted(known))}")
-    kind = raw.get("kind")
-    require(kind in DATA_KINDS, f"recipe field {where}.kind must be one of {', '.join(DATA_KINDS)}, got {kind!r}")
+    check_known(raw, ("kind", "tokenizer", "seq_len", "source", "splits", "options", "optional", "num_proc"), where)
+    kind = get_data_kind(raw.get("kind"), f"{where}.kind")
     require(isinstance(raw.get("tokenizer"), str), f"recipe field {where}.tokenizer must be a tokenizer "
             "(bpe:N, a model id or a local path)")
     source = os.path.expanduser(os.path.expandvars(str(raw["source"]))) if raw.get("source") else None
-    spec = DataSpec(name, kind, raw["tokenizer"], _int(raw.get("seq_len"), f"{where}.seq_len"), source,
+    spec = DataSpec(name, kind.name, raw["tokenizer"], _int(raw.get("seq_len"), f"{where}.seq_len"), source,
                     raw.get("splits"), _mapping(raw.get("options", {}), f"{where}.options"),
                     bool(raw.get("optional", False)), _int(raw.get("num_proc", 1), f"{where}.num_proc"))
-    require(kind != "text" or spec.source is not None, f"recipe field {where}.source is required for text data")
+    require(kind.source != "required" or spec.source is not None,
+            f"recipe field {where}.source is required for {kind.name} data")
     require(spec.splits is None or (isinstance(spec.splits, list) and all(isinstance(s, str) for s in spec.splits)),
             f"recipe field {where}.splits must be a list of split names")
-    if kind == "synthetic":
-        from expspan_cli.pipeline.data import synthetic_spec
-
-        try:
-            synthetic_spec(spec).validate()
-        except (TypeError, ExpspanError) as err:
-            raise ExpspanError(f"{where}.options: {getattr(err, 'message', err)}") from None
-    else:
-        allowed = {"pg19": {"max_books"}, "text": {"max_docs"}}[kind]
-        bad = sorted(set(spec.options) - allowed)
-        require(not bad, f"unknown recipe field {where}.options.{bad[0] if bad else ''}",
-                hint=f"{kind} takes {', '.join(sorted(allowed))}")
+    check_options(kind, spec.options, f"{where}.options")
     return spec
-
-
-def _eval_function(kind: str) -> Callable[..., Any]:
-    if kind == "pg19":
-        from expspan_cli.eval.pg19 import evaluate_pg19 as fn
-    elif kind == "ruler":
-        from expspan_cli.eval.ruler.run import evaluate_ruler as fn
-    elif kind == "recall":
-        from expspan_cli.eval.recall import evaluate_recall as fn
-    else:
-        from expspan_cli.eval.harness import evaluate_harness as fn
-    return fn
-
-
-# Evaluation arguments the pipeline fills from the row and the run directory.
-_EVAL_OWNED = {"model", "data", "out", "adapter", "tokenizer", "attn", "attn_params", "quiet", "haystack"}
-
-
-def eval_options(kind: str) -> set[str]:
-    params = inspect.signature(_eval_function(kind)).parameters
-    return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY or n == "lengths" or n == "tasks"} - _EVAL_OWNED
 
 
 def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) -> EvalJob:
@@ -191,22 +157,19 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
     raw = dict(_mapping(raw, where))
     kind = raw.pop("kind", None)
     require(kind in EVAL_KINDS, f"recipe field {where}.kind must be one of {', '.join(EVAL_KINDS)}, got {kind!r}")
+    spec = EVAL_KINDS[kind]
     name = _name(raw.pop("name", kind), f"{where}.name")
     attn = raw.pop("attn", "full")
     require(attn in ("full", "same"), f"recipe field {where}.attn must be 'full' or 'same', got {attn!r}")
     data_name = raw.pop("data", None)
     require(data_name is None or data_name in data, f"recipe field {where}.data names no dataset: {data_name!r}",
             hint=f"datasets: {', '.join(data) or 'none'}")
-    require(kind not in ("pg19", "recall") or data_name is not None, f"recipe field {where}.data is required for "
-            f"{kind}")
+    require(spec.data != "required" or data_name is not None, f"recipe field {where}.data is required for {kind}")
     only = raw.pop("rows", None)
     require(only is None or (isinstance(only, list) and set(only) <= set(rows)),
             f"recipe field {where}.rows must list row names", hint=f"rows: {', '.join(rows)}")
-    allowed = eval_options(kind)
-    unknown = sorted(set(raw) - allowed)
-    require(not unknown, f"unknown recipe field {where}.{unknown[0] if unknown else ''}",
-            hint=f"{kind} takes {', '.join(sorted(allowed))}")
-    if kind in ("pg19", "ruler", "recall"):
+    check_known(raw, spec.options, where)
+    if spec.lengths:
         from expspan_cli.eval.loading import parse_lengths
 
         require("lengths" in raw, f"recipe field {where}.lengths is required")
@@ -214,12 +177,7 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
             raw["lengths"] = parse_lengths(raw["lengths"])
         except ExpspanError as err:
             raise ExpspanError(f"{where}.lengths: {err.message}") from None
-    if kind == "ruler":
-        from expspan_cli.eval.ruler import resolve_tasks
-
-        resolve_tasks(raw.get("tasks"))
-    require(kind != "harness" or isinstance(raw.get("tasks"), str), f"recipe field {where}.tasks is required "
-            "(lm-eval task names or the presets short / long)")
+    spec.check(raw, where)
     return EvalJob(name, kind, data_name, attn, raw, only)
 
 
@@ -251,9 +209,7 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
     if quick:
         require("quick" in raw, f"{origin} has no quick profile", hint="add a `quick:` section of overrides")
         raw = deep_merge(raw, _mapping(raw["quick"], "quick"))
-    unknown = sorted(set(raw) - TOP_LEVEL)
-    require(not unknown, f"unknown recipe field {unknown[0] if unknown else ''!r}",
-            hint=f"fields: {', '.join(sorted(TOP_LEVEL))}")
+    check_known(raw, TOP_LEVEL)
     name = _name(raw.get("name"), "name")
     data = {n: _data(n, spec) for n, spec in _mapping(raw.get("data", {}), "data").items()}
     for spec in data.values():
@@ -286,12 +242,9 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
     bench = raw.get("bench")
     if bench is not None:
         bench = _mapping(bench, "bench")
-        from expspan_cli.attention.bench import bench_attention
+        from expspan_cli.attention.bench import BENCH_OPTIONS
 
-        allowed = set(inspect.signature(bench_attention).parameters) - {"progress"}
-        bad = sorted(set(bench) - allowed)
-        require(not bad, f"unknown recipe field bench.{bad[0] if bad else ''}", hint=f"bench takes "
-                f"{', '.join(sorted(allowed))}")
+        check_known(bench, BENCH_OPTIONS, "bench")
         require("variants" in bench and "lengths" in bench, "recipe field bench needs variants and lengths")
     return Reproduction(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
                         paper=_mapping(raw.get("paper", {}), "paper"),

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from expspan_cli.eval.kinds import EVAL_KINDS
 from expspan_cli.pipeline.data import prepare_data
 from expspan_cli.pipeline.plan import Stage, row_model
 from expspan_cli.pipeline.spec import EvalJob, Reproduction, Row
@@ -43,25 +44,7 @@ def _evaluate(recipe: Reproduction, run: Path, stage: Stage, quiet: bool) -> Non
     data = str(run / "data" / job.data) if job.data else None
     start = time.perf_counter()
     with atomic_dir(stage.path, kind="eval") as tmp:
-        if job.kind == "pg19":
-            from expspan_cli.eval.pg19 import evaluate_pg19
-
-            record = evaluate_pg19(model, data, out=tmp, attn=attn, attn_params=attn_params, quiet=quiet,
-                                   **job.options)
-        elif job.kind == "ruler":
-            from expspan_cli.eval.ruler.run import evaluate_ruler
-
-            record = evaluate_ruler(model, out=tmp, data=data, attn=attn, attn_params=attn_params, quiet=quiet,
-                                    **job.options)
-        elif job.kind == "recall":
-            from expspan_cli.eval.recall import evaluate_recall
-
-            record = evaluate_recall(model, data, out=tmp, attn=attn, attn_params=attn_params, quiet=quiet,
-                                     **job.options)
-        else:
-            from expspan_cli.eval.harness import evaluate_harness
-
-            record = evaluate_harness(model, out=tmp, attn=attn, attn_params=attn_params, **job.options)
+        record = EVAL_KINDS[job.kind].run(model, data, tmp, attn, attn_params, quiet, **job.options)
         write_manifest(tmp, {"stage": stage.id, "kind": "eval", "row": row.name, "label": row.label,
                              "job": job.name, "eval_kind": job.kind, "record": record.name, "model": model,
                              "attn": attn, "wall_time_s": round(time.perf_counter() - start, 3),

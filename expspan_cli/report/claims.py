@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from expspan_cli.report.figures import series
+from expspan_cli.report.frame import columns_where, fields
 from expspan_cli.report.records import Plan
 
 
@@ -40,38 +41,27 @@ def _fmt(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:.2f}"
 
 
-def _recall_beyond(frame: pd.DataFrame, bound: int, prefix: str = "") -> list[str]:
-    """Recall columns (`Recall 512-1024`, `Recall >1024`; `NAME Recall ...` for a later recall job) whose
-    distances all lie beyond `bound` tokens."""
-    out = []
-    for column in frame.columns:
-        if column.startswith(f"{prefix}Recall ") and column != f"{prefix}Recall all":
-            bucket = column[len(prefix):].split(" ", 1)[1]
-            low = int(bucket[1:]) if bucket.startswith(">") else int(bucket.split("-")[0])
-            if low >= bound:
-                out.append(column)
-    return out
+def _recall_beyond(frame: pd.DataFrame, bound: int, job: str) -> list[str]:
+    """`job`'s recall columns (distance buckets `512-1024`, `>1024`) whose distances all lie beyond `bound` tokens."""
+    spec = fields(frame)
+    spec = spec[(spec["job"] == job) & (spec["metric"] == "Recall") & (spec["x"] != "all")]
+    low = spec["x"].map(lambda b: int(b[1:]) if b.startswith(">") else int(b.split("-")[0]))
+    return list(spec.loc[low >= bound, "column"])
 
 
-def _recall_prefixes(plan: Plan, frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """(column prefix, evaluation attention) of each recall job with columns (the first takes the plain names) that
-    runs on every row: a job on some rows only compares nothing."""
-    out, plain = [], any(c.startswith("Recall ") for c in frame.columns)
-    for job in (j for j in plan.evals if j.kind == "recall"):
-        prefixed = any(c.startswith(f"{job.name} Recall ") for c in frame.columns)
-        prefix = f"{job.name} " if prefixed else "" if plain else None
-        plain = plain and prefixed  # the first job with records took the plain names
-        if prefix is not None and job.rows is None:
-            out.append((prefix, job.attn))
-    return out
+def _recall_jobs(plan: Plan, frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(job, evaluation attention) of each recall job with columns that runs on every row: a job on some rows only
+    compares nothing."""
+    return [(job.name, job.attn) for job in plan.evals if job.kind == "recall" and job.rows is None
+            and columns_where(frame, job=job.name, metric="Recall")]
 
 
 def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, window: int | None,
-                   prefix: str = "", attn: str = "full") -> list[Check]:
+                   job: str, attn: str = "full") -> list[Check]:
     checks = []
     none = " (no row recalls anything: the models never learned the skill, so no variant can differ)"
     if attn == "same":  # Table 2's setting: each row runs its own fine-tuning attention at inference
-        cols = _recall_beyond(frame, window, prefix) if "se" in rows and window else []
+        cols = _recall_beyond(frame, window, job) if "se" in rows and window else []
         means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()} if cols else {}
         others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
         if cols and others and not math.isnan(means["se"]):
@@ -81,18 +71,18 @@ def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, w
                                 f"recall accuracy (%) over {', '.join(cols)}: " +
                                 ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items())))
         return checks
-    if "base" in rows and "full" in rows and pre and _recall_beyond(frame, pre, prefix):
-        cols = _recall_beyond(frame, pre, prefix)
+    if "base" in rows and "full" in rows and pre and _recall_beyond(frame, pre, job):
+        cols = _recall_beyond(frame, pre, job)
         base, full = _mean(frame.loc[rows["base"], cols]), _mean(frame.loc[rows["full"], cols])
-        learned = bool(frame[[c for c in frame.columns if c.startswith(f"{prefix}Recall ")]].fillna(0).to_numpy().any())
+        learned = bool(frame[columns_where(frame, job=job, metric="Recall")].fillna(0).to_numpy().any())
         checks.append(Check("Without fine-tuning, facts beyond the pre-training context are not recalled; "
                             "fine-tuning at the long context recovers them",
                             "cannot tell" if math.isnan(base) or math.isnan(full) or not learned else
                             "holds" if full > base + 5 else "does not hold",
                             f"recall accuracy (%) over {', '.join(cols)}: {rows['base']} {_fmt(base)}, "
                             f"{rows['full']} {_fmt(full)}" + ("" if learned else none)))
-    if "se" in rows and window and _recall_beyond(frame, window, prefix):
-        cols = _recall_beyond(frame, window, prefix)
+    if "se" in rows and window and _recall_beyond(frame, window, job):
+        cols = _recall_beyond(frame, window, job)
         means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()}
         others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
         evidence = f"recall accuracy (%) over {', '.join(cols)}: " + ", ".join(
@@ -128,32 +118,34 @@ def check_claims(plan: Plan | None, frame: pd.DataFrame) -> list[Check]:
         beyond = [n for n in ppl_lengths if n > pre]
         if at and beyond:
             base = ppl.loc[rows["base"]]
-            short, long_ = base[f"PPL {at[-1]}"], base[f"PPL {beyond[-1]}"]
+            short, long_ = base[at[-1]], base[beyond[-1]]
             ratio = long_ / short if short else math.nan
             verdict = "cannot tell" if math.isnan(ratio) else "holds" if ratio > 1.5 else "does not hold"
             checks.append(Check("The non-fine-tuned model collapses beyond its pre-training context",
                                 verdict, f"{rows['base']}: PPL {_fmt(short)} at {at[-1]} (pre-training context) -> "
                                 f"{_fmt(long_)} at {beyond[-1]} ({ratio:.1f}x; 'collapses' taken as > 1.5x)"))
     if {"se", "full"} <= set(rows) and ft and ppl_lengths:
-        long_cols = [f"PPL {n}" for n in ppl_lengths if n >= ft]
-        gaps = {a: _mean(ppl.loc[rows[a], long_cols] - ppl.loc[rows["full"], long_cols]) for a in ("se", "s2", "swa")
-                if a in rows}
-        if long_cols and not math.isnan(gaps.get("se", math.nan)):
+        long_lengths = [n for n in ppl_lengths if n >= ft]
+        gaps = {a: _mean(ppl.loc[rows[a], long_lengths] - ppl.loc[rows["full"], long_lengths])
+                for a in ("se", "s2", "swa") if a in rows}
+        if long_lengths and not math.isnan(gaps.get("se", math.nan)):
             others = {a: g for a, g in gaps.items() if a != "se" and not math.isnan(g)}
             tied = all(abs(g) < 0.005 for g in gaps.values())  # equal to the printed precision
             verdict = "cannot tell" if not others or tied else \
                 "holds" if all(gaps["se"] <= g for g in others.values()) else "does not hold"
             checks.append(Check("SE-Attn's perplexity is the closest to Full-Attn's at and beyond the fine-tuning "
-                                "length", verdict, "mean PPL gap to Full-Attn over " + ", ".join(long_cols) + ": " +
+                                "length", verdict, "mean PPL gap to Full-Attn over " +
+                                ", ".join(f"PPL {n}" for n in long_lengths) + ": " +
                                 ", ".join(f"{rows[a]} {_fmt(g)}" for a, g in gaps.items())))
-    for prefix, attn in _recall_prefixes(plan, frame):
-        checks += _recall_checks(rows, frame, pre, window, prefix, attn)
+    for job, attn in _recall_jobs(plan, frame):
+        checks += _recall_checks(rows, frame, pre, window, job, attn)
     ruler_lengths, ruler = series(frame, "RULER")
     if {"se", "full"} <= set(rows) and ruler_lengths and window:
-        beyond = [f"RULER {n}" for n in ruler_lengths if n > window]
+        beyond = [n for n in ruler_lengths if n > window]
         means = {a: _mean(ruler.loc[label, beyond]) for a, label in rows.items() if beyond}
         if beyond and not all(math.isnan(v) for v in means.values()):
-            evidence = f"mean RULER accuracy over lengths beyond the {window}-token window ({', '.join(beyond)}): " + \
+            evidence = f"mean RULER accuracy over lengths beyond the {window}-token window (" + \
+                ", ".join(f"RULER {n}" for n in beyond) + "): " + \
                 ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items())
             if all(v == 0 or math.isnan(v) for v in means.values()):
                 checks.append(Check("SE-Attn beats S2-Attn and SW-Attn on RULER beyond the window", "cannot tell",

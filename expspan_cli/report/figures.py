@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from expspan_cli.report.tables import column_order
+from expspan_cli.report.frame import fields
 
 
 def _pyplot() -> Any:
@@ -20,11 +20,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def series(frame: pd.DataFrame, prefix: str) -> tuple[list[int], pd.DataFrame]:
-    """The columns `<prefix> <length>` of the comparison table, as lengths and a row x length frame."""
-    cols = sorted((c for c in frame.columns if c.startswith(prefix + " ") and c.rsplit(" ", 1)[1].isdigit()),
-                  key=column_order)
-    return [int(c.rsplit(" ", 1)[1]) for c in cols], frame[cols]
+def series(frame: pd.DataFrame, metric: str) -> tuple[list[int], pd.DataFrame]:
+    """The comparison table's `metric` by length (of the first job of its kind): the lengths, and a frame of rows
+    by length."""
+    spec = fields(frame)
+    spec = spec[(spec["metric"] == metric) & spec["plain"] & spec["x"].map(lambda x: isinstance(x, int))]
+    spec = spec.sort_values("x", key=lambda xs: xs.astype(int))
+    lengths = [int(x) for x in spec["x"]]
+    return lengths, frame[list(spec["column"])].set_axis(lengths, axis=1)
 
 
 def _line_plot(path: Path, lengths: list[int], values: pd.DataFrame, ylabel: str, title: str, log_y: bool = False,
@@ -59,10 +62,9 @@ def ruler_average_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] 
                       marks=marks)
 
 
-def ppl_figure(frame: pd.DataFrame, path: Path, prefix: str = "PPL",
-               marks: dict[str, int] | None = None) -> Path | None:
-    lengths, values = series(frame, prefix)
-    return _line_plot(path, lengths, values, "perplexity", f"{prefix} by evaluation length",
+def ppl_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = None) -> Path | None:
+    lengths, values = series(frame, "PPL")
+    return _line_plot(path, lengths, values, "perplexity", "PPL by evaluation length",
                       log_y=True, marks=marks)
 
 

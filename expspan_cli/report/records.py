@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.eval.records import KINDS
+from expspan_cli.eval.kinds import EVAL_KINDS
 from expspan_cli.runs import MANIFEST, PLAN_FILE, is_partial, read_manifest
 
 RECORD_FIELDS = ("kind", "metrics", "config")
@@ -90,26 +90,24 @@ def read_json(path: Path, problems: list[str]) -> Any:
         return None
 
 
-_METRIC_MAPS = {"pg19": "ppl", "ruler": "average", "recall": "by_length", "harness": "results"}
-
-
 def _record_shape_error(obj: Any) -> str | None:
     """What makes `obj` no eval record the report can read (None: it is one)."""
     if not isinstance(obj, dict) or not all(k in obj for k in RECORD_FIELDS):
         return f"needs {', '.join(RECORD_FIELDS)}"
-    if obj["kind"] not in KINDS:
+    if obj["kind"] not in EVAL_KINDS:
         return f"unknown kind {obj['kind']!r}"
     for name in ("metrics", "config", "model", "attention"):
         if obj.get(name) is not None and not isinstance(obj[name], dict):
             return f"field {name!r} is {type(obj[name]).__name__}, not a mapping"
-    values = obj["metrics"].get(_METRIC_MAPS[obj["kind"]], {})
+    kind = EVAL_KINDS[obj["kind"]]
+    values = obj["metrics"].get(kind.metrics, {})
     if not isinstance(values, dict):
-        return f"metrics.{_METRIC_MAPS[obj['kind']]} is {type(values).__name__}, not a mapping"
-    if obj["kind"] in ("pg19", "ruler") and any(not isinstance(v, (int, float)) or isinstance(v, bool)
-                                                for v in values.values() if v is not None):
-        return f"metrics.{_METRIC_MAPS[obj['kind']]} holds values that are not numbers"
-    if obj["kind"] in ("recall", "harness") and any(not isinstance(v, dict) for v in values.values()):
-        return f"metrics.{_METRIC_MAPS[obj['kind']]} holds entries that are not mappings"
+        return f"metrics.{kind.metrics} is {type(values).__name__}, not a mapping"
+    if kind.numeric and any(not isinstance(v, (int, float)) or isinstance(v, bool)
+                            for v in values.values() if v is not None):
+        return f"metrics.{kind.metrics} holds values that are not numbers"
+    if not kind.numeric and any(not isinstance(v, dict) for v in values.values()):
+        return f"metrics.{kind.metrics} holds entries that are not mappings"
     return None
 
 

@@ -1,5 +1,5 @@
 """Tables in the paper's layout (rows = attention variant / adapter; columns = PPL by length, harness tasks, RULER
-average by length, as in Tables 1-4) from collected records, and their Markdown, CSV and LaTeX forms."""
+average by length, as in Tables 1-4), pivoted from the results frame, and their Markdown, CSV and LaTeX forms."""
 
 from __future__ import annotations
 
@@ -8,60 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from expspan_cli.report.frame import results_frame
 from expspan_cli.report.records import Collection
-
-# lm-eval's metric per task, as the paper's columns report them (accuracy; exact/F1 for the long tasks).
-HARNESS_METRICS = ("acc,none", "contains,none", "f1,none", "exact_match,none", "em,none", "score,none")
-SHORT_NAMES = {"arc_easy": "ARC-E", "arc_challenge": "ARC-C", "hellaswag": "Hella.", "lambada_openai": "LAMB.",
-               "piqa": "PIQA", "winogrande": "WG", "swde": "SWDE", "scrolls_qasper": "SQA",
-               "scrolls_narrativeqa": "SNQA"}
-
-
-def _harness_value(result: dict[str, Any]) -> float | None:
-    for key in HARNESS_METRICS:
-        if key in result:
-            return 100.0 * float(result[key])
-    other = [v for k, v in result.items() if "stderr" not in k]
-    return 100.0 * float(other[0]) if other else None
-
-
-def _job_columns(col: Collection, job: Any) -> dict[str, dict[str, float]]:
-    """{column: {row: value}} for one evaluation job."""
-    # The first job of a kind with records gets the plain names (PPL 2048); later ones are prefixed by their name.
-    first = next(j for j in col.jobs if j.kind == job.kind and any(e.job == j.name for e in col.entries)) \
-        if any(e.job == job.name for e in col.entries) else job
-    prefix = "" if first is job else f"{job.name} "
-    out: dict[str, dict[str, float]] = {}
-    for row, _ in col.rows:
-        entry = col.get(row, job.name)
-        if entry is None:
-            continue
-        metrics = entry.record["metrics"]
-        if job.kind == "pg19":
-            for length, value in metrics.get("ppl", {}).items():
-                out.setdefault(f"{prefix}PPL {length}", {})[row] = value
-        elif job.kind == "ruler":
-            for length, value in metrics.get("average", {}).items():
-                out.setdefault(f"{prefix}RULER {length}", {})[row] = value
-            if "average_all_lengths" in metrics:
-                out.setdefault(f"{prefix}RULER avg", {})[row] = metrics["average_all_lengths"]
-        elif job.kind == "recall":
-            by_length = metrics.get("by_length", {})
-            for length, result in by_length.items():
-                tag = "Recall" if len(by_length) == 1 else f"Recall@{length}"
-                for bucket, value in result.get("by_distance", {}).items():
-                    out.setdefault(f"{prefix}{tag} {bucket}", {})[row] = value
-                out.setdefault(f"{prefix}{tag} all", {})[row] = result.get("accuracy")
-        else:
-            values = []
-            for task, result in metrics.get("results", {}).items():
-                value = _harness_value(result)
-                if value is not None:
-                    out.setdefault(prefix + SHORT_NAMES.get(task, task), {})[row] = value
-                    values.append(value)
-            if len(values) > 1:
-                out.setdefault(f"{prefix}Avg.", {})[row] = sum(values) / len(values)
-    return out
 
 
 def column_order(column: str) -> tuple[str, int]:
@@ -70,16 +18,33 @@ def column_order(column: str) -> tuple[str, int]:
 
 
 def comparison_table(col: Collection) -> pd.DataFrame:
-    """One row per recipe row (its label), one column per metric; NaN where a record is missing."""
+    """One row per recipe row (its label), one column per (job, metric, x) of the results frame; NaN where a record
+    is missing. The first job of a kind with records gets the plain names (PPL 2048); later ones are prefixed by
+    their name. `attrs["fields"]` says what each column holds."""
+    long = results_frame(col)
     columns: dict[str, dict[str, float]] = {}
+    spec = []
+    seen_kinds: set[str] = set()
     for job in col.jobs:
-        block = _job_columns(col, job)
+        part = long[long["job"] == job.name]
+        if part.empty:
+            continue
+        plain = job.kind not in seen_kinds
+        seen_kinds.add(job.kind)
+        block: dict[str, dict[str, float]] = {}
+        keys: dict[str, tuple] = {}
+        for line in part.itertuples(index=False):
+            name = ("" if plain else f"{job.name} ") + line.metric + ("" if line.x is None else f" {line.x}")
+            block.setdefault(name, {})[line.row] = line.value
+            keys[name] = (job.name, job.kind, line.metric, line.x, plain)
         for name in sorted(block, key=column_order) if job.kind in ("pg19", "ruler") else block:
             columns[name] = block[name]
+            spec.append((name, *keys[name]))
     labels = dict(col.rows)
     frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in col.rows] for c, v in columns.items()},
                          index=[labels[r] for r, _ in col.rows])
     frame.index.name = "Attention"
+    frame.attrs["fields"] = pd.DataFrame(spec, columns=["column", "job", "kind", "metric", "x", "plain"])
     # A record that holds NaN is not a missing record: its cells say NaN, and the claims flag them.
     frame.attrs["nan_cells"] = sorted((labels[r], c) for c, v in columns.items() for r, x in v.items()
                                       if isinstance(x, float) and math.isnan(x))

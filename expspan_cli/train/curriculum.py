@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from expspan_cli.config import check_known
 from expspan_cli.errors import require
 
 _FIELDS = {"steps", "row_len", "copy"}
@@ -37,9 +38,7 @@ def parse_curriculum(raw: list[Any], max_steps: int) -> list[Phase]:
     for i, item in enumerate(raw):
         where = f"curriculum[{i}]"
         require(isinstance(item, dict), f"recipe field {where} must be a mapping of steps, row_len, copy")
-        unknown = sorted(set(item) - _FIELDS)
-        require(not unknown, f"unknown recipe field {where}.{unknown[0] if unknown else ''}",
-                hint=f"fields: {', '.join(sorted(_FIELDS))}")
+        check_known(item, _FIELDS, where)
         last = i == len(raw) - 1
         steps = item.get("steps")
         require((steps is None) == last, f"recipe field {where}.steps " + ("is not taken by the last phase, which "

@@ -43,3 +43,13 @@ def refused(result, *phrases) -> None:
     assert "Traceback" not in result.output
     for phrase in phrases:
         assert phrase in result.output, result.output
+
+
+def qkv(length, *, batch=2, heads=3, kv_heads=None, dim=8, seed=0, dtype=None, requires_grad=False, device="cpu"):
+    """Seeded random q, k, v of shape (batch, heads, length, dim); k and v with `kv_heads` heads (GQA) if given."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(batch, heads, length, dim)] + [(batch, kv_heads or heads, length, dim)] * 2
+    return [torch.randn(s, generator=g, dtype=dtype or torch.float32).to(device).requires_grad_(requires_grad)
+            for s in shapes]

@@ -1,5 +1,7 @@
 """Every attention fast path against its plain reference, and SE-Attn's defining properties."""
 
+import functools
+
 import pytest
 import torch
 
@@ -14,15 +16,12 @@ from expspan_cli.attention.reference import (
 from expspan_cli.attention.se import se_attention
 from expspan_cli.errors import ExpspanError
 
+import support
+
 B, HQ, HKV, D = 2, 4, 2, 8
 
 
-def qkv(length, seed=0, requires_grad=False, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, HQ, length, D, generator=g, dtype=dtype)
-    k = torch.randn(B, HKV, length, D, generator=g, dtype=dtype)
-    v = torch.randn(B, HKV, length, D, generator=g, dtype=dtype)
-    return [t.requires_grad_(requires_grad) for t in (q, k, v)]
+qkv = functools.partial(support.qkv, batch=B, heads=HQ, kv_heads=HKV, dim=D)
 
 
 def grads(fn, tensors):

@@ -2,6 +2,8 @@
 gradients are checked in test_attention_gpu.py), and the BlockMask's tile lists, which only the compiled GPU kernel
 reads, are exactly the tiles the reference's dense mask touches, with full tiles entirely admitted."""
 
+import functools
+
 import pytest
 import torch
 
@@ -11,13 +13,13 @@ from expspan_cli.attention import se
 from expspan_cli.attention.se import se_attention, select_blocks
 from expspan_cli.errors import ExpspanError
 
+import support
+
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 B, H, D = 2, 3, 8
 
 
-def qkv(length, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(B, H, length, D, generator=g) for _ in range(3)]
+qkv = functools.partial(support.qkv, batch=B, heads=H, dim=D)
 
 
 @pytest.mark.parametrize("length", [64, 70])

@@ -1,8 +1,9 @@
 """The FLOP formulas against counts derived independently: admitted pairs are the True entries of each reference's
 dense mask, and SE-Attn's retrieval cost is what torch's FlopCounterMode sees select_blocks run."""
 
+import functools
+
 import pytest
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from expspan_cli.attention import reference
@@ -18,6 +19,8 @@ from expspan_cli.attention.flops import (
 )
 from expspan_cli.attention.params import S2Params, SEParams, SWParams
 from expspan_cli.attention.se import select_blocks
+
+import support
 
 H, D = 4, 8
 
@@ -37,9 +40,7 @@ def mask_entries(monkeypatch, run) -> int:
     return seen[0]
 
 
-def qkv(length):
-    g = torch.Generator().manual_seed(0)
-    return [torch.randn(1, H, length, D, generator=g) for _ in range(3)]
+qkv = functools.partial(support.qkv, batch=1, heads=H, dim=D)
 
 
 @pytest.mark.parametrize("length", [16, 37, 64])

@@ -11,13 +11,14 @@ from expspan_cli.attention.lse_merge import CPU_OPS, FlashOps, mergeable, merged
 from expspan_cli.attention.reference import se_reference
 from expspan_cli.attention.se import se_attention, select_blocks
 
+import support
+
 NO_BIAS_CPU = FlashOps(CPU_OPS.forward, CPU_OPS.backward, supports_bias=False)  # what CUDA_OPS can do, on CPU
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def qkv(batch, heads, length, dim, device="cpu", dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, heads, length, dim, generator=g).to(device, dtype).requires_grad_() for _ in range(3)]
+def qkv(batch, heads, length, dim, **kw):
+    return support.qkv(length, batch=batch, heads=heads, dim=dim, requires_grad=True, **kw)
 
 
 def run_merged(q, k, v, params, chunk, ops):

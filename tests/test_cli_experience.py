@@ -55,13 +55,9 @@ def test_version():
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-
+def small(tmp_path_factory, synthetic_data):
     root = tmp_path_factory.mktemp("cli")
-    spec = SyntheticSpec(documents={"train": 8, "validation": 2}, doc_words=300, distance=(16, 200))
-    data = prepare(synthetic_corpus(spec), tokenizer="bpe:300", seq_len=256, out=root / "data").path
+    data = synthetic_data("bpe:300", 256)
     pre = run_training(build_recipe(model="tiny-hybrid", data=str(data), seq_len=64, max_steps=2,
                                     per_device_batch_size=2, grad_accum=1, warmup_steps=1), root / "pre",
                        kind="pretrain")

@@ -11,15 +11,10 @@ from expspan_cli.eval.recall import bucket_names, recall_accuracy
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(synthetic_data):
     from expspan_cli.data import load_prepared
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
 
-    out = tmp_path_factory.mktemp("recall") / "data"
-    spec = SyntheticSpec(documents={"train": 8, "validation": 4}, doc_words=400, distance=(8, 300))
-    prepare(synthetic_corpus(spec), tokenizer="bpe:320", seq_len=256, out=out)
-    return load_prepared(out)
+    return load_prepared(synthetic_data("bpe:320", 256, validation=4, doc_words=400, distance=(8, 300)))
 
 
 class _Fixed(torch.nn.Module):

@@ -17,13 +17,8 @@ RECIPE = Path(__file__).parents[1] / "recipes" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-
-    out = tmp_path_factory.mktemp("safety") / "data"
-    spec = SyntheticSpec(documents={"train": 6, "validation": 2}, doc_words=300, distance=(16, 200))
-    return prepare(synthetic_corpus(spec), tokenizer="bpe:300", seq_len=128, out=out).path
+def data(synthetic_data):
+    return synthetic_data("bpe:300", 128, train=6)
 
 
 @pytest.fixture(scope="module")

@@ -57,14 +57,8 @@ def test_examples_follow_the_phase_of_their_step():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-
-    out = tmp_path_factory.mktemp("curriculum") / "data"
-    spec = SyntheticSpec(documents={"train": 12}, doc_words=300, facts=4, distance=(4, 60), answer="restate")
-    prepare(synthetic_corpus(spec), tokenizer="bpe:96:compact", seq_len=256, out=out)
-    return out
+def data(synthetic_data):
+    return synthetic_data("bpe:96:compact", 256, train=12, validation=0, facts=4, distance=(4, 60), answer="restate")
 
 
 def _recipe(data, **kw):

@@ -20,19 +20,10 @@ SE = {"chunk_sizes": [128, 256], "block_size": 16, "top_k": 2}
 FAST = dict(per_device_batch_size=1, grad_accum=1, warmup_steps=1, save_steps=100)
 
 
-def _prepare(out: Path, tokenizer: str, seq_len: int, docs: int = 24) -> Path:
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-
-    spec = SyntheticSpec(documents={"train": docs}, doc_words=300, distance=(16, 200))
-    prepare(synthetic_corpus(spec), tokenizer=tokenizer, seq_len=seq_len, out=out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(tmp_path_factory, synthetic_data):
     root = tmp_path_factory.mktemp("train")
-    data = _prepare(root / "data", "bpe:320", 512)
+    data = synthetic_data("bpe:320", 512, train=24, validation=0)
     pre = run_training(build_recipe(model="tiny-hybrid", data=str(data), seq_len=64, max_steps=3,
                                     **{**FAST, "per_device_batch_size": 4}), root / "pre", kind="pretrain")
     return root, data, pre
@@ -161,7 +152,7 @@ def test_two_process_ddp_trains_the_same_model(work, tmp_path):
     (dict(model="mamba2"), "no attention layers"),
     (dict(data="other"), "tokenizer mismatch"),
 ])
-def test_bad_input_is_one_error_and_no_run_dir(work, tmp_path, options, message):
+def test_bad_input_is_one_error_and_no_run_dir(work, tmp_path, synthetic_data, options, message):
     root, data, pre = work
     if options.get("model") == "mamba2":
         from expspan_cli.models.tiny import tiny_model
@@ -169,7 +160,7 @@ def test_bad_input_is_one_error_and_no_run_dir(work, tmp_path, options, message)
         tiny_model("mamba2", vocab_size=512).save_pretrained(tmp_path / "m2")
         options = {"model": str(tmp_path / "m2"), "tokenizer": str(data / "tokenizer"), "method": "full"}
     if options.get("data") == "other":
-        options = {"data": str(_prepare(tmp_path / "other", "bpe:300", 512, docs=4))}
+        options = {"data": str(synthetic_data("bpe:300", 512, train=4, validation=0))}
     values = {"model": str(pre), "data": str(data), "method": "hylora", "attn": "se", "attn_params": SE,
               "max_steps": 1, **options}
     if values["attn"] != "se":

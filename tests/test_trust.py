@@ -22,13 +22,9 @@ FAST = ["--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--warmup-
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    from expspan_cli.data.build import prepare
-    from expspan_cli.data.synthetic import SyntheticSpec, synthetic_corpus
-
+def work(tmp_path_factory, synthetic_data):
     root = tmp_path_factory.mktemp("trust")
-    spec = SyntheticSpec(documents={"train": 16, "validation": 2}, doc_words=300, distance=(16, 200))
-    data = prepare(synthetic_corpus(spec), tokenizer="bpe:320", seq_len=512, out=root / "data").path
+    data = synthetic_data("bpe:320", 512, train=16)
     fast = dict(per_device_batch_size=2, grad_accum=1, warmup_steps=1, save_steps=100, max_steps=2)
     # Pre-trained at 64 tokens (fine-tuning at 512 is 8x), and at 512 (fine-tuning at 512 is 1x: SE degenerates).
     pre64 = run_training(build_recipe(model="tiny-hybrid", data=str(data), seq_len=64, **fast), root / "pre64",

@@ -60,6 +60,14 @@ def parse_int_list(text: str | list[int] | tuple[int, ...], name: str) -> list[i
     return [parse_int(t, name) for t in items]
 
 
+def parse_lengths(text: str | list[int]) -> list[int]:
+    """Evaluation lengths: a comma list of positive integers (2k = 2048)."""
+    lengths = parse_int_list(text, "--lengths")
+    if min(lengths) <= 0:
+        raise ExpspanError(f"--lengths must list positive lengths, got {text!r}")
+    return lengths
+
+
 def _options(hint: Any) -> tuple[Any, ...]:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return typing.get_args(hint)

@@ -55,12 +55,12 @@ SE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kernel", ["auto", "dense", "masked"])
+@pytest.mark.parametrize("path", ["auto", "dense", "masked"])
 @pytest.mark.parametrize("length", [64, 70])
 @pytest.mark.parametrize("case", SE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-def test_se_fast_equals_reference_outputs_and_gradients(case, length, kernel):
+def test_se_fast_equals_reference_outputs_and_gradients(case, length, path):
     params = SEParams(chunk_sizes=(16,), block_size=4, **case)
-    assert_same_outputs_and_grads(lambda q, k, v: se_attention(q, k, v, params, kernel=kernel),
+    assert_same_outputs_and_grads(lambda q, k, v: se_attention(q, k, v, params, path=path),
                                   lambda q, k, v: se_reference(q, k, v, params), qkv(length, requires_grad=True))
 
 

@@ -10,7 +10,8 @@ import torch
 from expspan_cli.attention import SEParams, make_params, reference
 from expspan_cli.attention.flex import se_block_mask, tile_sizes
 from expspan_cli.attention import se
-from expspan_cli.attention.se import se_attention, select_blocks
+from expspan_cli.attention.retrieval import select_blocks
+from expspan_cli.attention.se import se_attention
 from expspan_cli.errors import ExpspanError
 
 import support

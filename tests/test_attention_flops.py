@@ -18,7 +18,7 @@ from expspan_cli.attention.flops import (
     swa_pairs,
 )
 from expspan_cli.attention.params import S2Params, SEParams, SWParams
-from expspan_cli.attention.se import select_blocks
+from expspan_cli.attention.retrieval import select_blocks
 
 import support
 

@@ -6,10 +6,11 @@ import torch
 
 from expspan_cli.attention import SEParams
 from expspan_cli.attention.common import expand_kv, pad_seq
-from expspan_cli.attention.gpu import CUDA_OPS, cuda_flash_supported, flash_ops
+from expspan_cli.attention.flash_cuda import CUDA_OPS, cuda_flash_supported, flash_ops
 from expspan_cli.attention.lse_merge import CPU_OPS, FlashOps, mergeable, merged_chunk_attention
 from expspan_cli.attention.reference import se_reference
-from expspan_cli.attention.se import se_attention, select_blocks
+from expspan_cli.attention.retrieval import select_blocks
+from expspan_cli.attention.se import se_attention
 
 import support
 

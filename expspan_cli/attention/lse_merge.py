@@ -7,7 +7,7 @@ attention over the union of keys (the flash backward recomputes probabilities fr
 scatters the blocks' key/value gradients straight into dk/dv. Saved for backward: q, k, v (alive anyway), the merged
 output and lse, and the block indices, so peak memory stays near full attention's.
 
-The flash forward/backward pair is a parameter (`FlashOps`): `CPU_OPS` here, the CUDA twin in attention/gpu.py.
+The flash forward/backward pair is a parameter (`FlashOps`): `CPU_OPS` here, the CUDA twin in attention/flash_cuda.py.
 Layout: (batch * heads) is the flash batch and chunks are its heads, so chunks 1.. are a strided view, not a copy.
 """
 

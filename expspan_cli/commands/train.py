@@ -9,7 +9,8 @@ import typer
 
 from expspan_cli.attention.params import VARIANTS
 from expspan_cli.errors import ExpspanError
-from expspan_cli.train.recipe import LR, LR_S2, TrainRecipe
+from expspan_cli.train.methods import LR, LR_S2
+from expspan_cli.train.recipe import TrainRecipe
 from expspan_cli.train.methods import METHODS
 
 _D = TrainRecipe()  # the defaults the help shows are the recipe's own

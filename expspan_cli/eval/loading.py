@@ -8,14 +8,7 @@ from typing import Any
 import torch
 
 from expspan_cli.errors import ExpspanError, require
-from expspan_cli.options import parse_device, parse_int_list
-
-
-def parse_lengths(text: str | list[int]) -> list[int]:
-    lengths = parse_int_list(text, "--lengths")
-    if min(lengths) <= 0:
-        raise ExpspanError(f"--lengths must list positive lengths, got {text!r}")
-    return lengths
+from expspan_cli.options import parse_device
 
 
 def load_for_eval(spec: str, adapter: str | None = None, tokenizer: str | None = None, device: str | None = None,

@@ -170,7 +170,7 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
             f"recipe field {where}.rows must list row names", hint=f"rows: {', '.join(rows)}")
     check_known(raw, spec.options, where)
     if spec.lengths:
-        from expspan_cli.eval.loading import parse_lengths
+        from expspan_cli.options import parse_lengths
 
         require("lengths" in raw, f"recipe field {where}.lengths is required")
         try:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from expspan_cli.errors import ExpspanError
 
 GROUPS = ("lora", "embeddings", "norms", "conv1d", "other")
+LR = 2e-4  # the paper's (LongLoRA's recipe)
+LR_S2 = 2e-5  # LongLoRA's default, which the paper keeps for S2-Attn
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ METHODS: dict[str, Method] = {
                     ("embeddings", "norms")),
     "hylora": Method("lora+ + the SSM layers' 1D convolutions trained fully (fused kernels read the conv weight "
                      "directly, so LoRA on it would do nothing)", True, ("embeddings", "norms", "conv1d")),
-    "longlora": Method("S2-Attn + lora+ at LongLoRA's learning rate 2e-5", True, ("embeddings", "norms"),
-                       attn="s2", lr=2e-5),
+    "longlora": Method(f"S2-Attn + lora+ at LongLoRA's learning rate {LR_S2:g}", True, ("embeddings", "norms"),
+                       attn="s2", lr=LR_S2),
 }
 
 

@@ -14,9 +14,8 @@ from typing import Any
 
 from expspan_cli.config import bounded, build, read_yaml
 from expspan_cli.errors import require
+from expspan_cli.train.methods import LR, LR_S2
 
-LR = 2e-4
-LR_S2 = 2e-5  # LongLoRA's default, which the paper keeps for S2-Attn
 
 
 @dataclass

@@ -12,7 +12,7 @@ from expspan_cli.errors import ExpspanError
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
-from expspan_cli.eval.ruler import cache, inspect, scoring
+from expspan_cli.eval.ruler import cache, needle_retrievals, scoring
 from expspan_cli.eval.ruler.generate import Generator
 from expspan_cli.eval.ruler.haystack import read_essay_dir, text_id
 from expspan_cli.eval.ruler.oracle import oracle_answer
@@ -102,14 +102,14 @@ def run_ruler(specs: list[TaskSpec], lengths: list[int], samples: dict[tuple[str
                 for sample in batch:
                     preds.append(predict(spec, sample))
                     if inspect_with is not None and sample["needles"]:
-                        for r in inspect.inspect_sample(*inspect_with, sample):
+                        for r in needle_retrievals.inspect_sample(*inspect_with, sample):
                             rows.append({"task": spec.name, "length": length, **r})
                     bar.advance(job)
                 scores.setdefault(spec.name, {})[length] = scoring.score(
                     spec.metric, preds, [s["outputs"] for s in batch])
     metrics = aggregate(scores, lengths)
     if inspect_with is not None:
-        metrics["retrieval"] = inspect.summarize(rows)
+        metrics["retrieval"] = needle_retrievals.summarize(rows)
     return metrics
 
 

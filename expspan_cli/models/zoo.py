@@ -126,7 +126,6 @@ def _from_pretrained(source: str, overrides: dict[str, Any] | None, dtype: torch
                            "stage that wrote it)") from None
 
 
-
 def _build_preset(name: str, tokenizer: str | None, overrides: dict[str, Any] | None, dtype: torch.dtype | None,
                   seed: int) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase]:
     if tokenizer is None:
@@ -151,6 +150,37 @@ def _run_final(spec: str) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model spec names, decided once for both `load_model` and `model_config`."""
+
+    kind: str  # "adapter" | "mamba_preset" | "preset" | "mamba_ssm" | "transformers"
+    spec: str  # adapter: its base; presets: the preset name; else a directory or hub id
+    adapter: str | None = None
+
+
+def resolve(spec: str, adapter: str | None = None) -> ModelSource:
+    """A preset name, hub id, local model directory or (completed) run directory, as a ModelSource."""
+    spec = str(spec)
+    final = _run_final(spec)
+    if final is not None:
+        if (final / ADAPTER_INFO).exists():
+            adapter, spec = str(final), ""
+        else:
+            spec = str(final)
+    if adapter is not None:
+        return ModelSource("adapter", spec or read_adapter_info(adapter)["base_model"], adapter)
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        if preset.backend == "mamba_ssm":
+            return ModelSource("mamba_preset", spec)
+        return resolve(preset.hub_id) if preset.hub_id else ModelSource("preset", spec)
+    if not Path(spec).is_dir() and (os.sep in spec.strip("/") and spec.count("/") != 1 or Path(spec).exists()):
+        raise ExpspanError(f"model {spec!r} is neither a preset, a directory nor a hub id",
+                           hint=f"presets: {', '.join(PRESETS)}")
+    return ModelSource("mamba_ssm" if is_mamba_ssm_checkpoint(spec) else "transformers", spec)
+
+
 def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, device: Any = None,
                tokenizer: str | None = None, config_overrides: dict[str, Any] | None = None, seed: int = 0,
                merge_adapter: bool = True) -> tuple[tf.PreTrainedModel, tf.PreTrainedTokenizerBase | None]:
@@ -161,45 +191,32 @@ def load_model(spec: str, *, adapter: str | None = None, dtype: Any = None, devi
     PEFT loading gives, for evaluations that match it exactly). `tokenizer` overrides the model's own (presets
     take their vocabulary from it); `config_overrides` are set on the config before the weights load (RoPE scaling).
     """
-    spec = str(spec)
-    final = _run_final(spec)
-    if final is not None:
-        if (final / ADAPTER_INFO).exists():
-            adapter, spec = str(final), ""
-        else:
-            spec = str(final)
-    if adapter is not None:
+    source = resolve(spec, adapter)
+    if source.kind == "adapter":
+        adapter = source.adapter
         info = read_adapter_info(adapter)
-        base_spec = spec or info["base_model"]
         overrides = {**info.get("config_overrides", {}), **(config_overrides or {})}
-        model, tok = load_model(base_spec, dtype=dtype, tokenizer=tokenizer or adapter,
+        model, tok = load_model(source.spec, dtype=dtype, tokenizer=tokenizer or adapter,
                                 config_overrides=overrides, seed=info.get("seed", seed))
         model = restore_adapter(model, adapter, merge=merge_adapter)
         set_config(model.config, info.get("config", {}))
         if tokenizer is None and (Path(adapter) / "tokenizer_config.json").exists():
             tok = _load_tokenizer(adapter)
-    elif spec in PRESETS:
-        preset = PRESETS[spec]
-        if preset.backend == "mamba_ssm":
-            from expspan_cli.models.mamba_ssm_backend import PAPER_HYBRID, load_mamba_ssm
+    elif source.kind == "mamba_preset":
+        from expspan_cli.models.mamba_ssm_backend import PAPER_HYBRID, load_mamba_ssm
 
-            model = load_mamba_ssm(preset.hub_id or PAPER_HYBRID, dtype=_dtype(dtype), seed=seed)
-            tok = _load_tokenizer(tokenizer or "EleutherAI/gpt-neox-20b")
-        elif preset.hub_id:
-            model, tok = load_model(preset.hub_id, dtype=dtype, tokenizer=tokenizer, config_overrides=config_overrides)
-        else:
-            model, tok = _build_preset(spec, tokenizer, config_overrides, _dtype(dtype), seed)
+        model = load_mamba_ssm(PRESETS[source.spec].hub_id or PAPER_HYBRID, dtype=_dtype(dtype), seed=seed)
+        tok = _load_tokenizer(tokenizer or "EleutherAI/gpt-neox-20b")
+    elif source.kind == "preset":
+        model, tok = _build_preset(source.spec, tokenizer, config_overrides, _dtype(dtype), seed)
     else:
-        if not Path(spec).is_dir() and (os.sep in spec.strip("/") and spec.count("/") != 1 or Path(spec).exists()):
-            raise ExpspanError(f"model {spec!r} is neither a preset, a directory nor a hub id",
-                               hint=f"presets: {', '.join(PRESETS)}")
-        if is_mamba_ssm_checkpoint(spec):
+        if source.kind == "mamba_ssm":
             from expspan_cli.models.mamba_ssm_backend import load_mamba_ssm
 
-            model = load_mamba_ssm(spec, dtype=_dtype(dtype))
+            model = load_mamba_ssm(source.spec, dtype=_dtype(dtype))
         else:
-            model = _from_pretrained(spec, config_overrides, _dtype(dtype))
-        tok = _load_tokenizer(tokenizer) if tokenizer else _maybe_tokenizer(spec)
+            model = _from_pretrained(source.spec, config_overrides, _dtype(dtype))
+        tok = _load_tokenizer(tokenizer) if tokenizer else _maybe_tokenizer(source.spec)
     if device is not None:
         model = model.to(device)
     return model, tok
@@ -215,28 +232,20 @@ def _maybe_tokenizer(source: str) -> tf.PreTrainedTokenizerBase | None:
 def model_config(spec: str, *, tokenizer: str | None = None) -> tf.PretrainedConfig | None:
     """The transformers config `load_model(spec)` would build, without loading weights (None: not a transformers
     model, i.e. the mamba-ssm backend)."""
-    spec = str(spec)
-    final = _run_final(spec)
-    if final is not None:
-        if not (final / ADAPTER_INFO).exists():
-            return None if is_mamba_ssm_checkpoint(final) else _config_with(str(final), None)
-        info = read_adapter_info(final)
-        config = model_config(info["base_model"], tokenizer=tokenizer or str(final))
+    source = resolve(spec)
+    if source.kind == "adapter":
+        info = read_adapter_info(source.adapter)
+        config = model_config(source.spec, tokenizer=tokenizer or source.adapter)
         if config is not None:
             set_config(config, {**info.get("config_overrides", {}), **info.get("config", {})})
         return config
-    if spec in PRESETS:
-        preset = PRESETS[spec]
-        if preset.backend == "mamba_ssm":
-            return None
-        if preset.hub_id:
-            return model_config(preset.hub_id)
-        require(tokenizer is not None, f"preset {spec!r} takes its vocabulary from a tokenizer")
-        return tiny_hybrid_config(len(_load_tokenizer(tokenizer)), **(preset.shape or {}))
-    if is_mamba_ssm_checkpoint(spec):
+    if source.kind in ("mamba_preset", "mamba_ssm"):
         return None
+    if source.kind == "preset":
+        require(tokenizer is not None, f"preset {source.spec!r} takes its vocabulary from a tokenizer")
+        return tiny_hybrid_config(len(_load_tokenizer(tokenizer)), **(PRESETS[source.spec].shape or {}))
     try:
-        return _config_with(spec, None)
+        return _config_with(source.spec, None)
     except OSError as err:
-        raise ExpspanError(f"cannot load model {spec!r}: not a local model directory, and the hub is unreachable or "
-                           "has no such model", hint=_OFFLINE_HINT.format(spec=spec)) from err
+        raise ExpspanError(f"cannot load model {source.spec!r}: not a local model directory, and the hub is "
+                           "unreachable or has no such model", hint=_OFFLINE_HINT.format(spec=source.spec)) from err

@@ -20,7 +20,7 @@ import torch
 
 from expspan_cli.attention.dispatch import attend
 from expspan_cli.attention.flops import attention_flops, dense_peak_tflops
-from expspan_cli.attention.params import SE_KERNELS, VARIANTS, make_params
+from expspan_cli.attention.params import SE_KERNELS, VARIANTS, S2Params, SEParams, SWParams, make_params
 from expspan_cli.errors import ExpspanError, require
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -100,8 +100,10 @@ BENCH_OPTIONS = ("variants", "lengths", "heads", "kv_heads", "head_dim", "chunk_
 
 
 def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_heads: int | None = None,
-                    head_dim: int = 64, chunk_size: int = 2048, block_size: int = 32, top_k: int = 8,
-                    window: int = 4096, group_size_ratio: float = 0.25, dtype: str = "float32",
+                    head_dim: int = 64, chunk_size: int = SEParams.chunk_sizes[0],
+                    block_size: int = SEParams.block_size, top_k: int = SEParams.top_k,
+                    window: int = SWParams.window, group_size_ratio: float = S2Params.group_size_ratio,
+                    dtype: str = "float32",
                     device: str = "cpu", repeats: int = 3, peak_tflops: float | None = None,
                     se_kernels: tuple[str, ...] = ("lse_merge",), progress=None) -> list[dict[str, Any]]:
     """Measure every variant at every length; returns one row per (variant, SE kernel, length) with ratios to full,

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from expspan_cli.attention.params import S2Params, SEParams, SWParams
 from expspan_cli.options import parse_device, parse_int_list
 
 app = typer.Typer(rich_markup_mode=None,
@@ -22,13 +23,14 @@ def attention(
     heads: int = typer.Option(8, min=1, help="Query heads."),
     kv_heads: int = typer.Option(0, min=0, help="Key/value heads (0: same as --heads)."),
     head_dim: int = typer.Option(64, min=1),
-    chunk_size: int = typer.Option(2048, min=1, help="SE-Attn chunk size M."),
-    block_size: int = typer.Option(32, min=1, help="SE-Attn memory block size S."),
-    top_k: int = typer.Option(8, min=0, help="SE-Attn retrieved blocks k."),
+    chunk_size: int = typer.Option(SEParams.chunk_sizes[0], min=1, help="SE-Attn chunk size M."),
+    block_size: int = typer.Option(SEParams.block_size, min=1, help="SE-Attn memory block size S."),
+    top_k: int = typer.Option(SEParams.top_k, min=0, help="SE-Attn retrieved blocks k."),
     se_kernels: str = typer.Option("lse_merge", help="Comma-separated SE-Attn kernels to measure: lse_merge, flex "
                                                      "(CUDA only)."),
-    window: int = typer.Option(4096, min=1, help="SW-Attn window."),
-    group_size_ratio: float = typer.Option(0.25, min=0, max=1, help="S2-Attn group size as a fraction of the length."),
+    window: int = typer.Option(SWParams.window, min=1, help="SW-Attn window."),
+    group_size_ratio: float = typer.Option(S2Params.group_size_ratio, min=0, max=1,
+                                           help="S2-Attn group size as a fraction of the length."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     repeats: int = typer.Option(3, min=1, help="Timed repetitions (median reported)."),

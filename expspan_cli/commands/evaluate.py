@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import typer
 
 from expspan_cli.attention.params import VARIANTS
+from expspan_cli.eval import defaults
 from expspan_cli.eval.perplexity import PROTOCOLS
 
 AttnName = Literal[VARIANTS]  # choices from the registries, checked before torch loads
@@ -76,12 +77,12 @@ def _checked(out: Path, attn: str, attn_param: list[str] | None) -> dict:
 def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prepared data directory "
                                                         "(`expspan prepare`), read from its docs view."),
          lengths: str = typer.Option("2048,8192,16384,32768", "--lengths", help="Context lengths, comma list."),
-         split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
-         protocol: Protocol = typer.Option("longlora", "--protocol", help="longlora (a window every 256 tokens, all "
+         split: str = typer.Option(defaults.SPLIT, "--split", help="Which prepared docs split to score."),
+         protocol: Protocol = typer.Option(defaults.PG19_PROTOCOL, "--protocol", help="longlora (a window every 256 tokens, all "
                                       "tokens scored) or strided (each token scored once)."),
          stride: Optional[int] = typer.Option(None, "--stride", min=1, help="strided: tokens between windows, "
                                               "below the length (default: half of it)."),
-         batch_size: int = typer.Option(1, "--batch-size", min=1, help="Windows per forward pass."),
+         batch_size: int = typer.Option(defaults.BATCH_SIZE, "--batch-size", min=1, help="Windows per forward pass."),
          max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=2, help="Score only the stream's first N "
                                                   "tokens."),
          attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
@@ -103,7 +104,7 @@ def recall(model: str = MODEL,
            data: Path = typer.Option(..., "--data", help="Prepared synthetic data (`expspan prepare synthetic`), "
                                      "with its recall annotations."),
            lengths: str = typer.Option("2048", "--lengths", help="Context lengths, comma list (2k = 2048)."),
-           split: str = typer.Option("validation", "--split", help="Which prepared docs split to score."),
+           split: str = typer.Option(defaults.SPLIT, "--split", help="Which prepared docs split to score."),
            max_docs: Optional[int] = typer.Option(None, "--max-docs", min=1, help="Score only the first N documents."),
            edges: Optional[str] = typer.Option(None, "--edges", help="Distance bucket edges in tokens, comma list "
                                                "(default: 256,512,1024)."),
@@ -127,13 +128,14 @@ def ruler(model: str = MODEL,
           lengths: str = typer.Option("2048,4096,6144,8192,10240,12288,14336,16384", "--lengths",
                                       help="Context lengths (prompt + answer), comma list."),
           tasks: str = typer.Option("paper", "--tasks", help="Comma list of RULER tasks, or 'paper' for the 11."),
-          samples: int = typer.Option(500, "--samples", min=1, help="Samples per task and length (RULER: 500)."),
-          seed: int = typer.Option(42, "--seed", min=0, help="Sample generation seed."),
+          samples: int = typer.Option(defaults.RULER_SAMPLES, "--samples", min=1,
+                                      help="Samples per task and length (RULER's own count)."),
+          seed: int = typer.Option(defaults.RULER_SEED, "--seed", min=0, help="Sample generation seed."),
           haystack: Optional[str] = typer.Option(None, "--haystack", help="Directory of .txt files for the essay "
                                                  "haystack."),
           data: Optional[str] = typer.Option(None, "--data", help="Prepared data whose docs split gives the essay "
                                              "haystack when --haystack is not set."),
-          split: str = typer.Option("validation", "--split", help="Docs split used as essay text."),
+          split: str = typer.Option(defaults.SPLIT, "--split", help="Docs split used as essay text."),
           qa_squad: Optional[str] = typer.Option(None, "--qa-squad", help="Local SQuAD v2 dev JSON (qa_1)."),
           qa_hotpotqa: Optional[str] = typer.Option(None, "--qa-hotpotqa", help="Local HotpotQA dev JSON (qa_2)."),
           inspect: bool = typer.Option(False, "--inspect", help="With --attn se: record which memory blocks each "
@@ -165,9 +167,9 @@ def harness(model: str = MODEL,
                                                        "YAMLs (offline)."),
             num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", min=0),
             limit: Optional[float] = typer.Option(None, "--limit", min=0, help="Documents per task (or a fraction)."),
-            batch_size: int = typer.Option(1, "--batch-size", min=1),
+            batch_size: int = typer.Option(defaults.BATCH_SIZE, "--batch-size", min=1),
             max_length: Optional[int] = typer.Option(None, "--max-length", min=1, help="Context the wrapper truncates to."),
-            seed: int = typer.Option(1234, "--seed", min=0),
+            seed: int = typer.Option(defaults.HARNESS_SEED, "--seed", min=0),
             attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
             tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, device: Optional[str] = DEVICE) -> None:
     """lm-eval tasks through its simple_evaluate on the loaded model."""

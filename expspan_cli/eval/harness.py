@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.records import write_record
 
@@ -34,9 +35,9 @@ def _scalars(results: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def evaluate_harness(model: str, tasks: str, out: str | Path, *, include_path: str | None = None,
-                     num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 1,
+                     num_fewshot: int | None = None, limit: float | None = None, batch_size: int = defaults.BATCH_SIZE,
                      max_length: int | None = None, attn: str = "full", attn_params: dict[str, Any] | None = None,
-                     adapter: str | None = None, tokenizer: str | None = None, seed: int = 1234,
+                     adapter: str | None = None, tokenizer: str | None = None, seed: int = defaults.HARNESS_SEED,
                      device: str | None = None) -> Path:
     import lm_eval
     from lm_eval.models.huggingface import HFLM

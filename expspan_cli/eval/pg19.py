@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.perplexity import LONGLORA_STEP, perplexity, windows
 from expspan_cli.eval.progress import eval_progress
@@ -27,10 +28,10 @@ def eval_stream(prepared: Any, split: str, max_tokens: int | None = None) -> tor
     return stream[:max_tokens] if max_tokens is not None else stream
 
 
-def evaluate_pg19(model: str, data: str | Path, lengths: list[int], out: str | Path, *, split: str = "validation",
-                  protocol: str = "longlora", stride: int | None = None, attn: str = "full",
+def evaluate_pg19(model: str, data: str | Path, lengths: list[int], out: str | Path, *, split: str = defaults.SPLIT,
+                  protocol: str = defaults.PG19_PROTOCOL, stride: int | None = None, attn: str = "full",
                   attn_params: dict[str, Any] | None = None, adapter: str | None = None,
-                  tokenizer: str | None = None, batch_size: int = 1,
+                  tokenizer: str | None = None, batch_size: int = defaults.BATCH_SIZE,
                   max_tokens: int | None = None, allow_extrapolation: bool = False, device: str | None = None,
                   quiet: bool = False) -> Path:
     from expspan_cli.data import check_tokenizer, load_prepared

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from expspan_cli.errors import require
+from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
@@ -68,7 +69,7 @@ def recall_accuracy(model: Any, tokenizer: Any, docs: Any, length: int, edges: t
             "counts": {n: len(v) for n, v in hits.items()}, "length": length}
 
 
-def evaluate_recall(model: str, data: str | Path, lengths: list[int], out: str | Path, *, split: str = "validation",
+def evaluate_recall(model: str, data: str | Path, lengths: list[int], out: str | Path, *, split: str = defaults.SPLIT,
                     max_docs: int | None = None, edges: list[int] | None = None, attn: str = "full",
                     attn_params: dict[str, Any] | None = None, adapter: str | None = None,
                     tokenizer: str | None = None, allow_extrapolation: bool = False, device: str | None = None,

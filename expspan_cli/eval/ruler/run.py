@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from expspan_cli.errors import ExpspanError
+from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
@@ -124,8 +125,8 @@ def essay_source(haystack: str | Path | None, data: str | Path | None, split: st
     return None
 
 
-def evaluate_ruler(model: str, lengths: list[int], out: str | Path, *, tasks: str | None = None, samples: int = 500,
-                   seed: int = 42, haystack: str | None = None, data: str | None = None, split: str = "validation",
+def evaluate_ruler(model: str, lengths: list[int], out: str | Path, *, tasks: str | None = None, samples: int = defaults.RULER_SAMPLES,
+                   seed: int = defaults.RULER_SEED, haystack: str | None = None, data: str | None = None, split: str = defaults.SPLIT,
                    qa_files: dict[str, str] | None = None, attn: str = "full", attn_params: dict[str, Any] | None = None,
                    adapter: str | None = None, tokenizer: str | None = None, inspect_retrieval: bool = False,
                    oracle: bool = False, cache_dir: str | Path | None = None, allow_extrapolation: bool = False,

@@ -11,9 +11,12 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskID
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 LOG_EVERY_S = 30.0
+console = Console(stderr=True)  # where bars, warnings and notices go
 # Rates and ETAs average over this window, so an ETA shows even when steps are minutes apart.
 SPEED_WINDOW_S = 3600.0
 
@@ -77,3 +80,28 @@ def progress(*columns: ProgressColumn, console: Console | None = None, disable: 
         return Progress(*columns, console=console, speed_estimate_period=SPEED_WINDOW_S)
     return _LineProgress(*columns, console=console,
                          every_s=float(os.environ.get("EXPSPAN_LOG_EVERY_S", LOG_EVERY_S)))
+
+
+class RateColumn(ProgressColumn):
+    """`unit` per second, counted by the task's `field` (or its completed count when field is None)."""
+
+    def __init__(self, unit: str, field: str | None = None):
+        super().__init__()
+        self.unit, self.field = unit, field
+
+    def render(self, task: Task) -> Text:
+        done = task.fields.get(self.field, 0) if self.field else task.completed
+        rate = done / task.elapsed if task.elapsed else 0.0
+        return Text(f"{rate:,.1f} {self.unit}/s", style="progress.data.speed")
+
+
+def rate_progress(unit: str, field: str | None = None, counts: str | None = None, disable: bool = False) -> Progress:
+    """The bar every stage shows: description, bar, done/total (of `counts`), a rate in `unit`, elapsed, ETA."""
+    return progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                    *([TextColumn(counts)] if counts else []), RateColumn(unit, field), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, disable=disable)
+
+
+def warn(message: str) -> None:
+    """A warning line, printed above any live bar."""
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

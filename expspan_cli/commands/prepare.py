@@ -38,7 +38,7 @@ def _run(kind: str, source: Path | None, splits: str | None, options: dict, *, t
     """Read the corpus through its kind (data/kinds.py: the registry `reproduce` uses too), then prepare it."""
     from expspan_cli.data.build import prepare
     from expspan_cli.data.kinds import DATA_KINDS
-    from expspan_cli.data.progress import console
+    from expspan_cli.progress import console
 
     corpus = DATA_KINDS[kind].read(None if source is None else str(source), _names(splits), options)
     result = prepare(corpus, tokenizer=tokenizer, seq_len=seq_len, out=out, pack=_names(packed),

@@ -16,11 +16,11 @@ import numpy as np
 
 from expspan_cli.data.encode import batched, encode_batches
 from expspan_cli.data.kinds import DATA_KINDS
-from expspan_cli.data.progress import console, token_progress
 from expspan_cli.data.sources import Corpus, Doc, Split
 from expspan_cli.data.tokenizer import bpe_spec, load_tokenizer, pad_id, tokenizer_hash, train_bpe
 from expspan_cli.data.views import ArrowView, Packer, docs_table, packed_table
 from expspan_cli.errors import ExpspanError, require
+from expspan_cli.progress import console, rate_progress
 from expspan_cli.runs import atomic_dir, provenance, read_manifest, write_manifest
 
 
@@ -189,7 +189,7 @@ def prepare(corpus: Corpus, *, tokenizer: str, seq_len: int, out: Path, pack: li
         tok, tok_info = _tokenizer(tokenizer, corpus, tmp / "tokenizer")
         split_stats: dict[str, Any] = {}
         views: dict[str, dict[str, Any]] = {"packed": {}, "docs": {}}
-        with token_progress() as progress:
+        with rate_progress("tok", "tokens", counts="docs") as progress:
             for name in splits:
                 stats, packed_info, docs_info = _prepare_split(
                     corpus.splits[name], tok, tmp / "tokenizer", root=tmp, staging=staging, seq_len=seq_len,

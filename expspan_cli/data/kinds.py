@@ -43,7 +43,7 @@ def _synthetic(source: str | None, splits: list[str] | None, options: dict[str, 
 
 
 def _pg19(source: str | None, splits: list[str] | None, options: dict[str, Any]) -> Any:
-    from expspan_cli.data.progress import warn
+    from expspan_cli.progress import warn
     from expspan_cli.data.sources import PG19_SPLITS, hub_pg19, local_pg19
 
     splits = splits or list(PG19_SPLITS)
@@ -53,7 +53,7 @@ def _pg19(source: str | None, splits: list[str] | None, options: dict[str, Any])
 
 
 def _text(source: str | None, splits: list[str] | None, options: dict[str, Any]) -> Any:
-    from expspan_cli.data.progress import warn
+    from expspan_cli.progress import warn
     from expspan_cli.data.sources import local_text
 
     require(source is not None, "text data needs a source")

@@ -78,14 +78,19 @@ def model_identity(spec: str, model: Any, tokenizer: Any) -> dict[str, Any]:
 
 def prepare_model(spec: str, adapter: str | None, tokenizer: str | None, attn: str, attn_params: dict[str, Any],
                   lengths: list[int], allow_extrapolation: bool, device: str | None = None,
-                  merge_adapter: bool = False) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """(model, tokenizer, model identity, attention description), lengths checked against the model's positions."""
+                  merge_adapter: bool = False, prepared: Any = None) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """(model, tokenizer, model identity, attention description), lengths checked against the model's positions
+    and, given the `prepared` data it will score, its tokenizer against the one the data was made with."""
     from expspan_cli.attention import make_params
 
     if attn == "full":
         require(not attn_params, "attention 'full' takes no --attn-param", hint="drop them or pick --attn se/s2/swa")
     make_params(attn, **attn_params)  # before the model loads: a bad parameter is one line, at once
     model, tok = load_for_eval(spec, adapter=adapter, tokenizer=tokenizer, device=device, merge_adapter=merge_adapter)
+    if prepared is not None:
+        from expspan_cli.data import check_tokenizer
+
+        check_tokenizer(prepared, tok)
     check_lengths(model, lengths, allow_extrapolation)
     attention = apply_attention(model, attn, attn_params, lengths)
     torch.manual_seed(0)  # SE-Attn draws a chunk size per layer call: the same draws make an evaluation repeatable

@@ -11,8 +11,8 @@ import torch
 from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.perplexity import LONGLORA_STEP, perplexity, windows
-from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
+from expspan_cli.progress import rate_progress
 
 
 def eval_stream(prepared: Any, split: str, max_tokens: int | None = None) -> torch.Tensor:
@@ -34,16 +34,15 @@ def evaluate_pg19(model: str, data: str | Path, lengths: list[int], out: str | P
                   tokenizer: str | None = None, batch_size: int = defaults.BATCH_SIZE,
                   max_tokens: int | None = None, allow_extrapolation: bool = False, device: str | None = None,
                   quiet: bool = False) -> Path:
-    from expspan_cli.data import check_tokenizer, load_prepared
+    from expspan_cli.data import load_prepared
 
     start = time.perf_counter()
     prepared = load_prepared(data)
     stream = eval_stream(prepared, split, max_tokens)  # read before the model loads: damaged data fails at once
     net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {}, lengths,
-                                                  allow_extrapolation, device)
-    check_tokenizer(prepared, tok)
+                                                  allow_extrapolation, device, prepared=prepared)
     results = {}
-    with eval_progress("tok", field="tokens", disable=quiet) as bar:
+    with rate_progress("tok", field="tokens", disable=quiet) as bar:
         for length in lengths:
             total = len(windows(len(stream), length, protocol, stride))
             job = bar.add_task(f"pg19 {length}", total=total, tokens=0)

@@ -19,8 +19,8 @@ import torch
 from expspan_cli.errors import require
 from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
-from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
+from expspan_cli.progress import rate_progress
 
 EDGES = (256, 512, 1024)
 
@@ -75,7 +75,7 @@ def evaluate_recall(model: str, data: str | Path, lengths: list[int], out: str |
                     tokenizer: str | None = None, allow_extrapolation: bool = False, device: str | None = None,
                     quiet: bool = False) -> Path:
     """Recall accuracy by distance at each context length (one record)."""
-    from expspan_cli.data import check_tokenizer, load_prepared
+    from expspan_cli.data import load_prepared
 
     start = time.perf_counter()
     prepared = load_prepared(data)
@@ -86,10 +86,9 @@ def evaluate_recall(model: str, data: str | Path, lengths: list[int], out: str |
         docs = docs.select(range(min(max_docs, len(docs))))
     edges = tuple(edges or EDGES)
     net, tok, identity, attention = prepare_model(model, adapter, tokenizer, attn, attn_params or {}, lengths,
-                                                  allow_extrapolation, device)
-    check_tokenizer(prepared, tok)
+                                                  allow_extrapolation, device, prepared=prepared)
     results = {}
-    with eval_progress("tok", field="tokens", disable=quiet) as bar:
+    with rate_progress("tok", field="tokens", disable=quiet) as bar:
         for length in lengths:
             job = bar.add_task(f"recall {length}", total=len(docs), tokens=0)
 

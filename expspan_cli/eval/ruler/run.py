@@ -11,7 +11,6 @@ import torch
 from expspan_cli.errors import ExpspanError
 from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
-from expspan_cli.eval.progress import eval_progress
 from expspan_cli.eval.records import write_record
 from expspan_cli.eval.ruler import cache, needle_retrievals, scoring
 from expspan_cli.eval.ruler.generate import Generator
@@ -19,6 +18,7 @@ from expspan_cli.eval.ruler.haystack import read_essay_dir, text_id
 from expspan_cli.eval.ruler.oracle import oracle_answer
 from expspan_cli.eval.ruler.qa import READERS, QAData
 from expspan_cli.eval.ruler.tasks import GROUPS, TaskSpec, resolve_tasks
+from expspan_cli.progress import rate_progress
 
 Predict = Callable[[TaskSpec, dict[str, Any]], str]
 
@@ -32,7 +32,7 @@ def generate_samples(specs: list[TaskSpec], lengths: list[int], tokenizer: Any, 
     qa_data: dict[str, QAData] = {}
     tok_hash = tokenizer_hash(tokenizer)
     out = {}
-    with eval_progress("samples", disable=quiet) as bar:
+    with rate_progress("samples", disable=quiet) as bar:
         job = bar.add_task("ruler samples", total=len(specs) * len(lengths) * count)
         for spec in specs:
             dataset = spec.args.get("dataset")
@@ -94,7 +94,7 @@ def run_ruler(specs: list[TaskSpec], lengths: list[int], samples: dict[tuple[str
     """Score `predict` on the samples; with inspect_with=(model, tokenizer), also record SE-Attn retrieval hits."""
     scores: dict[str, dict[int, float]] = {}
     rows: list[dict[str, Any]] = []
-    with eval_progress("samples", disable=quiet) as bar:
+    with rate_progress("samples", disable=quiet) as bar:
         job = bar.add_task("ruler", total=sum(len(v) for v in samples.values()))
         for spec in specs:
             for length in lengths:

@@ -158,3 +158,12 @@ def test_registries_name_only_what_their_functions_take():
     for name, kind in EVAL_KINDS.items():
         assert set(kind.options) <= set(inspect.signature(functions[name]).parameters), name
     assert set(BENCH_OPTIONS) == set(inspect.signature(bench_attention).parameters) - {"progress"}
+
+
+def test_every_attention_variant_is_complete():
+    """A variant is its parameters, its fast path and its transformers name: none can be added without the others."""
+    from expspan_cli.attention.dispatch import KERNELS
+    from expspan_cli.attention.hf import IMPLEMENTATIONS
+    from expspan_cli.attention.params import PARAMS, VARIANTS
+
+    assert set(VARIANTS) == set(PARAMS) == set(KERNELS) == set(IMPLEMENTATIONS)

@@ -15,14 +15,14 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from expspan_cli.attention.dispatch import attend
-from expspan_cli.attention.params import SEParams, fitted_defaults, make_params
 from expspan_cli.attention.common import draw_chunk_size, expand_kv
+from expspan_cli.attention.dispatch import attend
+from expspan_cli.attention.params import VARIANTS, SEParams, fitted_defaults, make_params
 from expspan_cli.attention.se import se_attention
 from expspan_cli.attention.se_decode import SEState, prefill_state, se_decode
 from expspan_cli.errors import ExpspanError
 
-IMPLEMENTATIONS = {"full": "expspan_full", "se": "expspan_se", "s2": "expspan_s2", "swa": "expspan_swa"}
+IMPLEMENTATIONS = {variant: f"expspan_{variant}" for variant in VARIANTS}  # names in AttentionInterface
 _MAX_DECODE_STATES = 64
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from expspan_cli.attention.common import draw_chunk_size, expand_kv, pad_seq
-from expspan_cli.attention.flex import flex_chunk_attention
 from expspan_cli.attention.flash_cuda import flash_ops
+from expspan_cli.attention.flex import flex_chunk_attention
 from expspan_cli.attention.lse_merge import mergeable, merged_chunk_attention
 from expspan_cli.attention.params import SEParams
 from expspan_cli.attention.retrieval import gather_retrieved, select_blocks

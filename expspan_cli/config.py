@@ -76,7 +76,7 @@ def check_known(values: Any, known: Any, where: str = "", noun: str = "recipe fi
             hint=f"{where or 'it'} takes {', '.join(sorted(known)) or 'nothing'}")
 
 
-def build(cls: type, values: dict[str, Any], where: str = "", noun: str = "recipe field") -> Any:
+def build(cls: type, values: dict[str, Any], where: str = "", noun: str = "recipe field", quote: bool = True) -> Any:
     """An instance of the dataclass `cls` from `values`: keys checked, each value converted to its field's type
     (text too: `options.coerce`) and held to its declared bounds; every error names the field's path."""
     check_known(values, [f.name for f in dataclasses.fields(cls)], where, noun)
@@ -84,7 +84,7 @@ def build(cls: type, values: dict[str, Any], where: str = "", noun: str = "recip
     typed = {}
     for f in dataclasses.fields(cls):
         if f.name in values:
-            name = f"{noun} {path(where, f.name)!r}" if noun else path(where, f.name)
+            name = f"{noun} {path(where, f.name)!r}" if quote else f"{noun} {path(where, f.name)}"
             typed[f.name] = coerce(values[f.name], hints[f.name], name)
             if "bounds" in f.metadata:
                 f.metadata["bounds"].check(typed[f.name], name)

@@ -17,17 +17,16 @@ from typing import Any
 
 import torch
 
-from expspan_cli.config import check_known
+from expspan_cli.config import bounded, build
 from expspan_cli.errors import require
 
-_FIELDS = {"steps", "row_len", "copy"}
 
 
 @dataclass(frozen=True)
 class Phase:
-    steps: int | None  # None: the last phase, until max_steps
-    row_len: int
-    copy: float  # share of rows that are copy rows
+    steps: int | None = bounded(None, gt=0, what="a positive integer")  # None: the last phase, until max_steps
+    row_len: int = bounded(None, ge=16, what="an integer >= 16")  # required
+    copy: float = bounded(0.0, ge=0, le=1, what="a share in [0, 1]")  # share of rows that are copy rows
 
 
 def parse_curriculum(raw: list[Any], max_steps: int) -> list[Phase]:
@@ -38,19 +37,12 @@ def parse_curriculum(raw: list[Any], max_steps: int) -> list[Phase]:
     for i, item in enumerate(raw):
         where = f"curriculum[{i}]"
         require(isinstance(item, dict), f"recipe field {where} must be a mapping of steps, row_len, copy")
-        check_known(item, _FIELDS, where)
         last = i == len(raw) - 1
-        steps = item.get("steps")
-        require((steps is None) == last, f"recipe field {where}.steps " + ("is not taken by the last phase, which "
-                "runs until max_steps" if last else "must be given (a positive step count)"))
-        require(steps is None or (isinstance(steps, int) and steps > 0), f"recipe field {where}.steps must be a "
-                f"positive integer, got {steps!r}")
-        row_len, copy = item.get("row_len"), item.get("copy", 0.0)
-        require(isinstance(row_len, int) and row_len >= 16, f"recipe field {where}.row_len must be an integer >= 16, "
-                f"got {row_len!r}")
-        require(isinstance(copy, (int, float)) and 0 <= copy <= 1, f"recipe field {where}.copy must be a share in "
-                f"[0, 1], got {copy!r}")
-        phases.append(Phase(steps, row_len, float(copy)))
+        require((item.get("steps") is None) == last, f"recipe field {where}.steps " + (
+            "is not taken by the last phase, which runs until max_steps" if last else
+            "must be given (a positive step count)"))
+        require(item.get("row_len") is not None, f"recipe field {where}.row_len must be an integer >= 16, got None")
+        phases.append(build(Phase, item, where, quote=False))
     fixed = sum(p.steps for p in phases[:-1])
     require(fixed < max_steps, f"the curriculum's phases before the last take {fixed} steps, max_steps is "
             f"{max_steps}", hint="raise max_steps or shorten the phases")

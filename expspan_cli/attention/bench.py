@@ -154,6 +154,9 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
         row["speedup_fwd_bwd_vs_full"] = base["fwd_bwd_s"] / row["fwd_bwd_s"]
         row["speedup_fwd_vs_full"] = base["fwd_s"] / row["fwd_s"]
         row["mem_ratio_vs_full"] = row["peak_mem_bytes"] / max(base["peak_mem_bytes"], 1)
+        # The speedup its admitted FLOPs allow over full attention, and how much of it the measured speedup reaches.
+        row["flop_ratio_vs_full"] = base["flops_fwd_bwd"] / row["flops_fwd_bwd"]
+        row["fraction_of_flop_ideal"] = row["speedup_fwd_bwd_vs_full"] / row["flop_ratio_vs_full"]
     return [r for r in rows if r["variant"] in variants]
 
 

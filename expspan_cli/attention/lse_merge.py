@@ -64,13 +64,22 @@ def _scatter_blocks(grad: torch.Tensor, grad_blocks: torch.Tensor, flat_index: t
                     grad_blocks.reshape(-1, block_size, dim), accumulate=True)
 
 
-def _one_head(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def merge_into(out: torch.Tensor, lse: torch.Tensor, out_b: torch.Tensor, lse_b: torch.Tensor) -> None:
+    """Attention over keys A and B from the two parts: `out`/`lse` (part A, views into the result) become the
+    merged output and log-sum-exp in place; `out_b` is overwritten."""
+    merged = torch.logaddexp(lse, lse_b)
+    out.mul_((lse - merged).exp_()[..., None].to(out.dtype))
+    out.add_(out_b.mul_((lse_b - merged).exp_()[..., None].to(out_b.dtype)))
+    lse.copy_(merged)
+
+
+def one_head(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """[N, T, M, D] -> [N*T, 1, M, D]: with chunks as the flash batch and one head, the kernels' outputs and grads
     come back contiguous in our layout, so no autograd view needs a copy."""
     return tuple(t.view(-1, 1, *t.shape[2:]) for t in tensors)
 
 
-_B_SLICES = 8  # aux values are per call, not per row (dense flash: no cu_seqlens), so slices can share them
+ROW_SLICES = 8  # aux values are per call, not per row (dense flash: no cu_seqlens), so slices can share them
 
 
 class ChunkRetrievalAttention(torch.autograd.Function):
@@ -79,17 +88,13 @@ class ChunkRetrievalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, q, k, v, flat_index, slot_bias, block_size: int, scale: float, ops: FlashOps):
-        out, lse, aux_a = ops.forward(*_one_head(q, k, v), True, None, scale)
+        out, lse, aux_a = ops.forward(*one_head(q, k, v), True, None, scale)
         out, lse = out.view(q.shape), lse.view(q.shape[:3])
         q_b = q[:, 1:]
         out_b, lse_b, aux_b = ops.forward(q_b, gather_blocks(k, flat_index, block_size), gather_blocks(v, flat_index, block_size),
                                           False, slot_bias, scale)
-        tail, tail_lse = out[:, 1:], lse[:, 1:]
-        merged = torch.logaddexp(tail_lse, lse_b)
-        tail.mul_((tail_lse - merged).exp_()[..., None].to(out.dtype))
-        tail.add_(out_b.mul_((lse_b - merged).exp_()[..., None].to(out_b.dtype)))
-        tail_lse.copy_(merged)  # lse is now the merged one (chunk 0's is part A's alone)
-        del out_b, merged
+        merge_into(out[:, 1:], lse[:, 1:], out_b, lse_b)  # chunk 0's lse stays part A's alone
+        del out_b
         ctx.save_for_backward(q, k, v, flat_index, slot_bias, out, lse)
         ctx.block_size, ctx.scale, ctx.ops, ctx.aux = block_size, scale, ops, (aux_a, aux_b)
         return out
@@ -100,10 +105,10 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         s, scale, ops = ctx.block_size, ctx.scale, ctx.ops
         aux_a, aux_b = ctx.aux
         grad = grad.contiguous()
-        grads = ops.backward(*_one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
+        grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
         dq, dk, dv = (t.view(q.shape) for t in grads)
         # Part B in a few row slices: its dq is then a fraction of a tensor, not a whole extra one at peak.
-        for rows in torch.arange(q.shape[0]).tensor_split(min(_B_SLICES, q.shape[0])):
+        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
             sl = slice(int(rows[0]), int(rows[-1]) + 1)
             index = flat_index[sl]
             dq_b, dkb, dvb = ops.backward(grad[sl, 1:], q[sl, 1:], gather_blocks(k, index, s), gather_blocks(v, index, s),

@@ -22,7 +22,7 @@ from expspan_cli.attention.flex import flex_chunk_attention
 from expspan_cli.attention.lse_merge import mergeable, merged_chunk_attention
 from expspan_cli.attention.params import SEParams
 from expspan_cli.attention.retrieval import gather_retrieved, select_blocks
-from expspan_cli.attention.se_decode import SEState, se_decode
+from expspan_cli.attention.se_decode import se_causal
 
 
 def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParams,
@@ -41,7 +41,7 @@ def se_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEPa
     k, v = expand_kv(k, heads), expand_kv(v, heads)
     real = None if key_padding is None or bool(key_padding.all()) else key_padding.bool()
     if params.causal_retrieval:
-        return se_decode(q, k, v, params, SEState.empty(chunk), real, scale, recorder)
+        return se_causal(q, k, v, params, chunk, real, scale, recorder)
     with torch.no_grad():
         picked = select_blocks(q, k, v, params, chunk, real, scale)
     if recorder is not None:

@@ -37,7 +37,7 @@ def se_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParam
 
     Each query ranks eligible blocks with the sum of its chunk's queries up to itself; the state is advanced in
     place. q [B, H, n, D], k/v [B, H, P + n, D] expanded to query heads; real [B, P + n] or None.
-    Memory is O(n * (P + n)) booleans for the mask: meant for inference and evaluation, not long training.
+    Memory is O(n * (P + n)) booleans for the mask: whole sequences go through `se_causal`, a chunk at a time.
     """
     require(params.memory != "random", "se: memory='random' has no causal/decoding form",
             hint="SE-Attn-Random is a fine-tuning ablation; use memory='relevancy' or 'none' here")
@@ -89,6 +89,23 @@ def se_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParam
         recorder.append({"chunk_size": chunk, "block_size": s, "positions": pos.cpu(),
                          "indices": None if idx is None else idx.masked_fill(~valid, -1).cpu()})
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def se_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParams, chunk: int,
+              real: torch.Tensor | None, scale: float, recorder: list | None = None) -> torch.Tensor:
+    """Causal SE-Attn over a whole sequence (q, k, v of one length), a chunk of queries at a time: each call's mask
+    is M x (the keys so far), so memory grows linearly in L instead of L x L. Equal to one `se_decode` call over
+    the whole sequence, which is what a retrieval inspection (`recorder`) still makes: one record per layer call."""
+    state = SEState.empty(chunk)
+    length = q.shape[2]
+    if recorder is not None or length <= chunk:
+        return se_decode(q, k, v, params, state, real, scale, recorder)
+    outs = []
+    for start in range(0, length, chunk):
+        end = min(start + chunk, length)
+        outs.append(se_decode(q[:, :, start:end], k[:, :, :end], v[:, :, :end], params, state,
+                              None if real is None else real[:, :end], scale))
+    return torch.cat(outs, dim=2)
 
 
 def prefill_state(q, k, v, params: SEParams, chunk: int, real: torch.Tensor | None, scale: float) -> SEState:

@@ -1,14 +1,21 @@
 """Causal sliding-window attention: each query sees itself and the window - 1 keys before it.
 
-Training path: queries in chunks of W attend to [previous chunk ; own chunk] under one fixed [W, 2W] band mask,
-so compute and memory are O(L * W)."""
+Fast path (flash ops on CPU or CUDA): queries in chunks of W attend to their own chunk causally (part A) and to the
+previous chunk (part B), merged by log-sum-exp as in lse_merge.py. In part B, query row r of a chunk sees the
+previous chunk's keys t > r; reversing both, row r' = W-2-r sees t' = W-1-t <= r', a plain causal square of W-1, so
+both parts are causal flash calls: the FLOPs are the band's, no mask exists, and part B's reversed copies live one
+slice of rows at a time. Otherwise (padding, decoding steps, other devices): one [W, 2W] band mask per chunk."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from typing import Any
+
 from expspan_cli.attention.common import expand_kv, pad_seq, visible_keys
+from expspan_cli.attention.flash_cuda import flash_ops
+from expspan_cli.attention.lse_merge import ROW_SLICES, FlashOps, merge_into, one_head
 from expspan_cli.attention.params import SWParams
 
 
@@ -16,6 +23,51 @@ def band_mask(q_len: int, k_len: int, window: int, device=None) -> torch.Tensor:
     qi = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     kj = torch.arange(k_len, device=device)[None, :]
     return (kj <= qi) & (kj > qi - window)
+
+
+def _previous_chunk(t: torch.Tensor, queries: bool) -> torch.Tensor:
+    """Part B's operand, reversed along the chunk: queries of chunks 1.. without the last row (it sees no earlier
+    chunk), or keys/values of chunks ..T-2 without the first (no query of the next chunk sees it)."""
+    return (t[:, 1:, :-1] if queries else t[:, :-1, 1:]).flip(2)
+
+
+class ChunkWindowAttention(torch.autograd.Function):
+    """q/k/v: contiguous [N, T, W, D] (N = batch * heads, T chunks of the window W) -> [N, T, W, D]."""
+
+    @staticmethod
+    def forward(ctx: Any, q, k, v, scale: float, ops: FlashOps):
+        out, lse, aux_a = ops.forward(*one_head(q, k, v), True, None, scale)
+        out, lse = out.view(q.shape), lse.view(q.shape[:3])
+        aux_b = ()
+        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
+            sl = slice(int(rows[0]), int(rows[-1]) + 1)
+            qb, kb, vb = _previous_chunk(q[sl], True), _previous_chunk(k[sl], False), _previous_chunk(v[sl], False)
+            out_b, lse_b, aux_b = ops.forward(*one_head(qb, kb, vb), True, None, scale)
+            merge_into(out[sl, 1:, :-1], lse[sl, 1:, :-1], out_b.view(qb.shape).flip(2),
+                       lse_b.view(qb.shape[:3]).flip(2))
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.scale, ctx.ops, ctx.aux = scale, ops, (aux_a, aux_b)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad):
+        q, k, v, out, lse = ctx.saved_tensors
+        scale, ops, (aux_a, aux_b) = ctx.scale, ctx.ops, ctx.aux
+        grad = grad.contiguous()
+        grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
+        dq, dk, dv = (t.view(q.shape) for t in grads)
+        # With the merged output and lse, each part's flash backward gives its share of the union's gradient.
+        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
+            sl = slice(int(rows[0]), int(rows[-1]) + 1)
+            gb, qb, ob = (_previous_chunk(t[sl], True) for t in (grad, q, out))
+            kb, vb = _previous_chunk(k[sl], False), _previous_chunk(v[sl], False)
+            lb = lse[sl, 1:, :-1].flip(2)
+            dqb, dkb, dvb = ops.backward(*one_head(gb, qb, kb, vb, ob), lb.reshape(-1, 1, lb.shape[-1]).contiguous(),
+                                         aux_b, True, None, scale)
+            dq[sl, 1:, :-1].add_(dqb.view(qb.shape).flip(2))
+            dk[sl, :-1, 1:].add_(dkb.view(kb.shape).flip(2))
+            dv[sl, :-1, 1:].add_(dvb.view(vb.shape).flip(2))
+        return dq, dk, dv, None, None
 
 
 def swa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SWParams,
@@ -30,6 +82,12 @@ def swa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SWP
     if q_len <= w:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     n = -(-q_len // w)
+    ops = flash_ops(q)
+    if ops is not None and w > 1:
+        scale = scale if scale is not None else dim ** -0.5
+        views = (pad_seq(t, w).contiguous().view(batch * heads, n, w, dim) for t in (q, k, v))
+        out = ChunkWindowAttention.apply(*views, scale, ops)
+        return out.view(batch, heads, n * w, dim)[:, :, :q_len]
     qc, kc, vc = (pad_seq(t, w).view(batch, heads, n, w, dim) for t in (q, k, v))
     head = F.scaled_dot_product_attention(qc[:, :, 0], kc[:, :, 0], vc[:, :, 0], is_causal=True, scale=scale)
     keys = torch.cat([kc[:, :, :-1], kc[:, :, 1:]], dim=3).reshape(batch, heads * (n - 1), 2 * w, dim)

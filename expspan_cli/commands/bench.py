@@ -57,13 +57,16 @@ def attention(
                                progress=lambda r: status.update(
                                    f"measured {r['variant']} at {r['length']}: {r['fwd_bwd_s']:.3f} s fwd+bwd"))
     table = Table(title=f"attention, {rows[0]['device'] if rows else device}, {dtype}, H={heads}, D={head_dim}")
-    table.caption = "speedup and memory: ratios to full attention in this run; TFLOP/s: fwd+bwd attention FLOPs"
-    for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup", "memory", "TFLOP/s", "% peak"):
+    table.caption = ("speedup and memory: ratios to full attention in this run; ideal: the speedup the variant's "
+                     "admitted FLOPs allow, and the share of it reached; TFLOP/s: fwd+bwd attention FLOPs")
+    for col in ("variant", "length", "fwd s", "fwd+bwd s", "peak MiB", "speedup", "ideal", "reached", "memory",
+                "TFLOP/s", "% peak"):
         table.add_column(col, justify="right")
     for r in rows:
         label = f"se:{r['se_kernel']}" if r["se_kernel"] else r["variant"]
         table.add_row(label, str(r["length"]), f"{r['fwd_s']:.3f}", f"{r['fwd_bwd_s']:.3f}",
                       f"{r['peak_mem_bytes'] / 2**20:.1f}", f"{r['speedup_fwd_bwd_vs_full']:.2f}x",
+                      f"{r['flop_ratio_vs_full']:.2f}x", f"{100 * r['fraction_of_flop_ideal']:.0f}%",
                       f"{r['mem_ratio_vs_full']:.2f}", f"{r['fwd_bwd_tflops']:.3g}",
                       "" if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.1f}")
     console.print(table)

@@ -1,0 +1,57 @@
+"""Memory that grows linearly in the length, measured by the size of what each path hands its kernels: causal
+SE-Attn's masks (a chunk of queries at a time) and SW-Attn's fast path (flash calls on windows, no mask)."""
+
+import functools
+
+import torch
+
+
+from expspan_cli.attention import se_decode, sliding
+from expspan_cli.attention.lse_merge import CPU_OPS, FlashOps
+from expspan_cli.attention.params import SEParams, SWParams
+from expspan_cli.attention.reference import swa_reference
+from expspan_cli.attention.se import se_attention
+
+import support
+
+qkv = functools.partial(support.qkv, batch=1, heads=2, dim=8)
+
+
+def _largest_mask(monkeypatch, fn) -> int:
+    """The most mask entries any one attention call of causal SE-Attn was given while `fn` ran."""
+    sizes = []
+    sdpa = se_decode.F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kw):
+        sizes.append(attn_mask.numel() if attn_mask is not None else 0)
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(se_decode.F, "scaled_dot_product_attention", recording)
+    fn()
+    monkeypatch.undo()
+    return max(sizes)
+
+
+def test_causal_se_masks_grow_linearly_with_the_length(monkeypatch):
+    params = SEParams(chunk_sizes=(16,), block_size=4, top_k=2, causal_retrieval=True)
+    sizes = {n: _largest_mask(monkeypatch, lambda n=n: se_attention(*qkv(n), params)) for n in (256, 512, 1024)}
+    # (equality with the reference: tests/test_attention_core.py's causal cases run this chunk-at-a-time path)
+    # A chunk of 16 queries over the keys so far: doubling L doubles the largest mask (L x L would quadruple it).
+    assert sizes[512] == 2 * sizes[256] and sizes[1024] == 2 * sizes[512]
+    assert sizes[1024] == 2 * 16 * 1024  # batch x heads x chunk x keys
+
+
+def test_sliding_window_fast_path_hands_its_kernel_windows_only(monkeypatch):
+    calls = []
+
+    def forward(q, k, v, causal, bias, scale):
+        calls.append((tuple(q.shape), tuple(k.shape), causal, bias))
+        return CPU_OPS.forward(q, k, v, causal, bias, scale)
+
+    monkeypatch.setattr(sliding, "flash_ops", lambda q: FlashOps(forward, CPU_OPS.backward, True))
+    q, k, v = qkv(80, requires_grad=True)
+    out = sliding.swa_attention(q, k, v, SWParams(window=16))
+    out.sum().backward()
+    torch.testing.assert_close(out, swa_reference(q.detach(), k.detach(), v.detach(), SWParams(window=16)))
+    assert calls and all(bias is None and causal for *_, causal, bias in calls)
+    assert {shape[-2] for shape, *_ in calls} == {16, 15}  # the window, and the previous chunk less one

@@ -3,6 +3,7 @@ SE-Attn's masks (a chunk of queries at a time) and SW-Attn's fast path (flash ca
 
 import functools
 
+import pytest
 import torch
 
 
@@ -55,3 +56,22 @@ def test_sliding_window_fast_path_hands_its_kernel_windows_only(monkeypatch):
     torch.testing.assert_close(out, swa_reference(q.detach(), k.detach(), v.detach(), SWParams(window=16)))
     assert calls and all(bias is None and causal for *_, causal, bias in calls)
     assert {shape[-2] for shape, *_ in calls} == {16, 15}  # the window, and the previous chunk less one
+
+
+@pytest.mark.parametrize("case", [dict(top_k=2), dict(top_k=3, retrieval="shared"), dict(top_k=8),
+                                  dict(top_k=2, memory="none")])
+@pytest.mark.parametrize("padded", [False, True])
+def test_decoding_steps_gather_what_the_whole_sequence_attends(case, padded):
+    """A step attends to its own chunk so far plus its retrieved blocks, gathered from the cache (O(M + kS) keys):
+    token by token, it equals causal SE-Attn over the whole sequence."""
+    params = SEParams(chunk_sizes=(16,), block_size=4, causal_retrieval=True, **case)
+    q, k, v = qkv(70)
+    real = None
+    if padded:
+        real = torch.ones(1, 70, dtype=torch.bool)
+        real[:, :5] = False
+    whole = se_decode.se_causal(q, k, v, params, 16, real, 0.3)
+    state = se_decode.SEState.empty(16)
+    steps = [se_decode.se_decode(q[:, :, t:t + 1], k[:, :, :t + 1], v[:, :, :t + 1], params, state,
+                                 None if real is None else real[:, :t + 1], 0.3) for t in range(70)]
+    torch.testing.assert_close(torch.cat(steps, dim=2), whole)

@@ -74,6 +74,12 @@ def se_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParam
         end = pos + 1
         state.chunk_qsum = prefix[:, :, -1] * ((end[-1] % chunk) != 0)
         state.length = total
+    if recorder is not None:
+        recorder.append({"chunk_size": chunk, "block_size": s, "positions": pos.cpu(),
+                         "indices": None if idx is None else idx.masked_fill(~valid, -1).cpu()})
+    if n == 1:  # a decoding step: attend to the keys it sees only, not to a mask over the whole cache
+        return _step_attention(q, k, v, int(chunk_start[0]), idx, valid, s, real_all, real is not None, scale)
+    with torch.no_grad():
         keys = torch.arange(total, device=dev)
         mask = (keys[None, :] >= chunk_start[:, None]) & (keys[None, :] <= pos[:, None])  # own chunk, causal
         mask = mask[None, None].expand(batch, heads, n, total).clone()
@@ -85,10 +91,33 @@ def se_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParam
         if real is not None:
             mask &= real_all[:, None, None, :]
             mask[..., start:] |= torch.eye(n, dtype=torch.bool, device=dev)
-    if recorder is not None:
-        recorder.append({"chunk_size": chunk, "block_size": s, "positions": pos.cpu(),
-                         "indices": None if idx is None else idx.masked_fill(~valid, -1).cpu()})
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def _step_attention(q, k, v, chunk_start: int, idx, valid, block_size: int, real_all: torch.Tensor, padded: bool,
+                    scale: float) -> torch.Tensor:
+    """One query over its own chunk so far plus its retrieved blocks: O(M + kS) keys, whatever the cache holds. The
+    own chunk is read in place (a view of the cache), the blocks gathered; one softmax over both sets of scores.
+    q [B, H, 1, D]; k/v [B, H, T, D]; idx/valid [B, H, 1, k] or None."""
+    batch, heads, total, dim = k.shape
+    own_k, own_v = k[:, :, chunk_start:], v[:, :, chunk_start:]
+    scores = [q @ own_k.transpose(-1, -2)]  # [B, H, 1, m]
+    seen = [real_all[:, None, None, chunk_start:].expand(batch, heads, 1, -1)]
+    if idx is not None:
+        offsets = torch.arange(block_size, device=k.device)
+        at = (idx[:, :, 0].clamp(min=0)[..., None] * block_size + offsets).reshape(batch, heads, -1)  # [B, H, kS]
+        rows = torch.arange(batch, device=k.device)[:, None, None]
+        cols = torch.arange(heads, device=k.device)[None, :, None]
+        block_k, block_v = k[rows, cols, at], v[rows, cols, at]  # whole rows of D, kS of them
+        scores.append(q @ block_k.transpose(-1, -2))
+        seen.append((valid[:, :, 0].repeat_interleave(block_size, dim=-1) & real_all[rows[..., 0], at])[:, :, None])
+    mask = torch.cat(seen, dim=-1)
+    if padded:
+        mask[..., total - chunk_start - 1] = True  # the query always sees itself (as the full mask path does)
+    weights = (torch.cat(scores, dim=-1).float() * scale).masked_fill_(~mask, float("-inf")).softmax(-1).to(q.dtype)
+    own = total - chunk_start
+    out = weights[..., :own] @ own_v
+    return out if idx is None else out + weights[..., own:] @ block_v
 
 
 def se_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: SEParams, chunk: int,

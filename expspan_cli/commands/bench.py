@@ -77,6 +77,35 @@ def attention(
         console.print(f"wrote {json_path}")
 
 
+@app.command("decode")
+def decode(
+    contexts: str = typer.Option("8192,16384,32768", "--contexts", help="Comma-separated cache lengths (2k = 2048)."),
+    steps: int = typer.Option(32, "--steps", min=1, help="Decoded tokens per context (median reported)."),
+    heads: int = typer.Option(8, min=1, help="Query heads."),
+    head_dim: int = typer.Option(64, min=1),
+    chunk_size: int = typer.Option(SEParams.chunk_sizes[0], min=1, help="SE-Attn chunk size M."),
+    block_size: int = typer.Option(SEParams.block_size, min=1, help="SE-Attn memory block size S."),
+    top_k: int = typer.Option(SEParams.top_k, min=0, help="SE-Attn retrieved blocks k."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as JSON here."),
+) -> None:
+    """Tokens/s of one attention layer decoding with its KV cache: SE-Attn's step against full attention's."""
+    from expspan_cli.attention.decode_bench import bench_decode
+    from expspan_cli.runs import atomic_write_json, provenance
+
+    rows = bench_decode(parse_int_list(contexts, "--contexts"), steps=steps, heads=heads, head_dim=head_dim,
+                        chunk_size=chunk_size, block_size=block_size, top_k=top_k)
+    table = Table(title=f"decoding, one attention layer, {rows[0]['device']}, H={heads}, D={head_dim}")
+    for col in ("variant", "context", "ms/token", "tokens/s", "vs full"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["variant"], str(r["context"]), f"{r['s_per_token'] * 1e3:.3f}", f"{r['tokens_per_s']:,.0f}",
+                      f"{r['speedup_vs_full']:.2f}x")
+    Console().print(table)
+    if json_path is not None:
+        atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
+        Console().print(f"wrote {json_path}")
+
+
 @app.command("prepare")
 def prepare_throughput(
     source: Path = typer.Option(None, "--source", help="A local corpus folder (default: synthetic text)."),

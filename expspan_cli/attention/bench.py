@@ -18,9 +18,18 @@ from typing import Any
 
 import torch
 
+from expspan_cli.attention.common import expand_kv
 from expspan_cli.attention.dispatch import attend
 from expspan_cli.attention.flops import attention_flops, dense_peak_tflops
-from expspan_cli.attention.params import SE_KERNELS, VARIANTS, S2Params, SEParams, SWParams, make_params
+from expspan_cli.attention.lse_merge import merged_chunk_attention
+from expspan_cli.attention.params import (
+    SE_KERNELS,
+    VARIANTS,
+    S2Params,
+    SEParams,
+    SWParams,
+    make_params,
+)
 from expspan_cli.errors import ExpspanError, require
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -75,7 +84,48 @@ def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int,
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     fwd = statistics.median(step(False) for _ in range(repeats))
     fwd_bwd = statistics.median(step(True) for _ in range(repeats))
-    return {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak)}
+    row = {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak)}
+    if variant == "se" and params.kernel == "lse_merge":
+        row["se_parts"] = se_parts(q.detach(), k.detach(), v.detach(), params, device, repeats)
+    return row
+
+
+def se_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: Any, device: str,
+             repeats: int) -> dict[str, float]:
+    """Where SE-Attn's paper-mode time goes, each part timed alone (median seconds): block summaries, chunk scores
+    and top-k, the chunk attention forward (two flash calls merged) and its backward."""
+    from expspan_cli.attention.common import pad_seq
+    from expspan_cli.attention.flash_cuda import flash_ops
+    from expspan_cli.attention.retrieval import block_summaries, select_blocks
+
+    batch, heads, length, dim = q.shape
+    chunk, scale = params.chunk_sizes[0], dim ** -0.5
+    k, v = expand_kv(k, heads), expand_kv(v, heads)
+
+    def timed(fn: Any) -> float:
+        def once() -> float:
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            return time.perf_counter() - start
+        once()
+        return statistics.median(once() for _ in range(repeats))
+
+    with torch.no_grad():
+        summaries = timed(lambda: block_summaries(q, k, v, params.block_size, None, scale))
+        retrieval = timed(lambda: select_blocks(q, k, v, params, chunk, None, scale))
+        idx, valid = select_blocks(q, k, v, params, chunk, None, scale)
+    n = -(-length // chunk)
+    views = [pad_seq(t, chunk).view(batch, heads, n, chunk, dim).detach().requires_grad_() for t in (q, k, v)]
+    ops = flash_ops(q)
+    forward = timed(lambda: merged_chunk_attention(*views, idx, valid, params.block_size, scale, ops))
+
+    def fwd_bwd() -> None:
+        merged_chunk_attention(*views, idx, valid, params.block_size, scale, ops).sum().backward()
+    both = timed(fwd_bwd)
+    return {"summaries_s": summaries, "scores_topk_s": retrieval - summaries, "attention_fwd_s": forward,
+            "attention_bwd_s": both - forward}
 
 
 def full_kernel(device: str) -> str:

@@ -70,6 +70,12 @@ def attention(
                       f"{r['mem_ratio_vs_full']:.2f}", f"{r['fwd_bwd_tflops']:.3g}",
                       "" if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.1f}")
     console.print(table)
+    for r in rows:
+        if r.get("se_parts"):
+            parts = r["se_parts"]
+            console.print(f"se at {r['length']}: " + ", ".join(f"{name[:-2].replace('_', ' ')} {seconds:.3f} s"
+                                                           for name, seconds in parts.items())
+                          + f" (of {r['fwd_bwd_s']:.3f} s fwd+bwd)", highlight=False)
     if json_path is not None:
         prov = provenance()
         atomic_write_json(json_path, [dict(r, machine=prov["machine"], versions=prov["versions"],

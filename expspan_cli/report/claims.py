@@ -11,6 +11,7 @@ import pandas as pd
 from expspan_cli.report.figures import series
 from expspan_cli.report.frame import columns_where, fields
 from expspan_cli.report.records import Plan
+from expspan_cli.report.stats import pooled
 
 
 @dataclass
@@ -56,6 +57,33 @@ def _recall_jobs(plan: Plan, frame: pd.DataFrame) -> list[tuple[str, str]]:
             and columns_where(frame, job=job.name, metric="Recall")]
 
 
+def _pooled(frame: pd.DataFrame, rows: dict[str, str], job: str, cols: list[str]) -> dict[str, tuple]:
+    """attention -> (percent, low, high, facts) pooled over the facts of `cols`' buckets, for the rows whose records
+    count their facts."""
+    if "results" not in frame.attrs:
+        return {}
+    spec = fields(frame).set_index("column")
+    buckets = [spec.loc[c, "x"] for c in cols]
+    out = {a: pooled(frame.attrs["results"], label, job, buckets) for a, label in rows.items()}
+    return {a: v for a, v in out.items() if v is not None}
+
+
+def _pooled_verdict(fractions: dict[str, tuple], verdict: str, others: tuple[str, ...] = ("s2", "swa")) -> str:
+    """A 'holds' whose SE interval overlaps a compared row's is not resolved by these counts."""
+    if verdict != "holds" or "se" not in fractions:
+        return verdict
+    _, se_low, _, _ = fractions["se"]
+    overlap = any(fractions[a][2] >= se_low for a in others if a in fractions)
+    return "not resolved (95 % intervals overlap)" if overlap else verdict
+
+
+def _pooled_text(rows: dict[str, str], fractions: dict[str, tuple]) -> str:
+    if not fractions:
+        return ""
+    return "; share of those facts recalled, 95 % Wilson interval, facts: " + ", ".join(
+        f"{rows[a]} {pct:.1f} % [{lo:.1f}, {hi:.1f}] of {n}" for a, (pct, lo, hi, n) in fractions.items())
+
+
 def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, window: int | None,
                    job: str, attn: str = "full") -> list[Check]:
     checks = []
@@ -65,11 +93,14 @@ def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, w
         means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()} if cols else {}
         others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
         if cols and others and not math.isnan(means["se"]):
+            fractions = _pooled(frame, rows, job, cols)
             checks.append(Check("Run with its own attention at inference, SE-Attn recalls facts beyond the window "
                                 "better than S2-Attn and SW-Attn run with theirs",
-                                "holds" if all(means["se"] > o for o in others) else "does not hold",
+                                _pooled_verdict(fractions, "holds" if all(means["se"] > o for o in others)
+                                                else "does not hold"),
                                 f"recall accuracy (%) over {', '.join(cols)}: " +
-                                ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items())))
+                                ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items()) +
+                                _pooled_text(rows, fractions)))
         return checks
     if "base" in rows and "full" in rows and pre and _recall_beyond(frame, pre, job):
         cols = _recall_beyond(frame, pre, job)
@@ -88,14 +119,18 @@ def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, w
         evidence = f"recall accuracy (%) over {', '.join(cols)}: " + ", ".join(
             f"{rows[a]} {_fmt(v)}" for a, v in means.items())
         learned = any(v > 0 for v in means.values() if not math.isnan(v))
+        fractions = _pooled(frame, rows, job, cols)
         checks.append(Check("SE-Attn fine-tuning recalls facts beyond the window better than S2-Attn and SW-Attn",
                             "cannot tell" if not others or math.isnan(means["se"]) or not learned else
-                            "holds" if all(means["se"] > o for o in others) else "does not hold",
-                            evidence + ("" if learned else none)))
+                            _pooled_verdict(fractions, "holds" if all(means["se"] > o for o in others)
+                                            else "does not hold"),
+                            evidence + _pooled_text(rows, fractions) + ("" if learned else none)))
         if "full" in means and not math.isnan(means["full"]) and learned:
             checks.append(Check("SE-Attn tracks Full-Attn on recall beyond the window (within 5 points)",
                                 "holds" if abs(means["se"] - means["full"]) <= 5 else "does not hold",
-                                f"{rows['se']} {_fmt(means['se'])} vs {rows['full']} {_fmt(means['full'])}"))
+                                f"{rows['se']} {_fmt(means['se'])} vs {rows['full']} {_fmt(means['full'])}" +
+                                _pooled_text({a: rows[a] for a in ("se", "full")},
+                                             {a: f for a, f in fractions.items() if a in ("se", "full")})))
     return checks
 
 

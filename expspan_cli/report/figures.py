@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from expspan_cli.report.frame import fields
+from expspan_cli.report.stats import pooled
 
 
 def _pyplot() -> Any:
@@ -30,9 +31,15 @@ def series(frame: pd.DataFrame, metric: str) -> tuple[list[int], pd.DataFrame]:
     return lengths, frame[list(spec["column"])].set_axis(lengths, axis=1)
 
 
+def _shows_nothing(values: pd.DataFrame | pd.Series) -> bool:
+    """All missing, or all zero: a figure of it would be flat lines that say less than one sentence."""
+    numbers = pd.to_numeric(pd.Series(values.to_numpy().ravel()), errors="coerce").dropna()
+    return numbers.empty or bool((numbers == 0).all())
+
+
 def _line_plot(path: Path, lengths: list[int], values: pd.DataFrame, ylabel: str, title: str, log_y: bool = False,
                marks: dict[str, int] | None = None) -> Path | None:
-    if not lengths or values.isna().all().all():
+    if not lengths or _shows_nothing(values):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -69,7 +76,7 @@ def ppl_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = N
 
 
 def ruler_groups_figure(groups: pd.DataFrame, path: Path) -> Path | None:
-    if groups.empty:
+    if groups.empty or _shows_nothing(groups["accuracy"]):
         return None
     plt = _pyplot()
     names = list(dict.fromkeys(groups["group"]))
@@ -86,6 +93,38 @@ def ruler_groups_figure(groups: pd.DataFrame, path: Path) -> Path | None:
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("RULER by task group (cf. Fig. 8)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def recall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Recall by fact-to-question distance, one line per row, with 95 % Wilson intervals where facts are counted:
+    the embedded default's headline (the first recall job's buckets)."""
+    spec = fields(frame)
+    spec = spec[(spec["metric"] == "Recall") & spec["plain"] & (spec["x"] != "all")]
+    if spec.empty or _shows_nothing(frame[list(spec["column"])]):
+        return None
+    results = frame.attrs.get("results")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    buckets = list(spec["x"])
+    for label in frame.index:
+        values = frame.loc[label, list(spec["column"])].astype(float)
+        if values.isna().all():
+            continue
+        low, high = [], []
+        for bucket, value in zip(buckets, values):
+            counted = None if results is None else pooled(results, label, spec["job"].iloc[0], [bucket])
+            low.append(max(0.0, value - counted[1]) if counted else 0.0)
+            high.append(max(0.0, counted[2] - value) if counted else 0.0)
+        ax.errorbar(range(len(buckets)), values.to_numpy(), yerr=[low, high], marker="o", capsize=3, label=str(label))
+    ax.set_xticks(range(len(buckets)), [f"{b} tokens" for b in buckets])
+    ax.set(xlabel="distance from the fact to its question", ylabel="facts recalled (%)", ylim=(0, 100),
+           title="Recall by distance (95 % Wilson intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -45,6 +45,7 @@ def comparison_table(col: Collection) -> pd.DataFrame:
                          index=[labels[r] for r, _ in col.rows])
     frame.index.name = "Attention"
     frame.attrs["fields"] = pd.DataFrame(spec, columns=["column", "job", "kind", "metric", "x", "plain"])
+    frame.attrs["results"] = long  # the counts behind the cells (recall: facts per bucket)
     # A record that holds NaN is not a missing record: its cells say NaN, and the claims flag them.
     frame.attrs["nan_cells"] = sorted((labels[r], c) for c, v in columns.items() for r, x in v.items()
                                       if isinstance(x, float) and math.isnan(x))

@@ -189,3 +189,36 @@ def finetune_cost(
         table.add_row(r["config"], f"{r['tokens_per_s']:,.0f}", f"{r['peak_mem_mb']:,.0f}",
                       f"{r.get('speed_vs_longlora', float('nan')):.2f}", f"{r['trainable_params']:,}")
     Console().print(table)
+
+
+@app.command("threads")
+def threads(
+    settings: str = typer.Option("2:default,1:default,2:PASSIVE,1:PASSIVE", "--settings",
+                                 help="Comma list of THREADS:WAIT_POLICY (OpenMP: default, PASSIVE or ACTIVE); "
+                                      "the first is the baseline."),
+    seconds: float = typer.Option(8.0, "--seconds", min=1, help="Timed seconds per measurement."),
+    json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as JSON here."),
+) -> None:
+    """Tiny-hybrid training throughput per thread count and OpenMP wait policy, idle and beside one busy process."""
+    from expspan_cli.errors import ExpspanError
+    from expspan_cli.runs import atomic_write_json, provenance
+    from expspan_cli.train.bench import bench_threads
+
+    chosen = []
+    for item in settings.split(","):
+        count, _, policy = item.partition(":")
+        if not count.isdigit() or int(count) < 1 or policy not in ("default", "PASSIVE", "ACTIVE"):
+            raise ExpspanError(f"--settings takes THREADS:POLICY items, got {item!r}", hint="e.g. 2:PASSIVE")
+        chosen.append((int(count), policy))
+    rows = bench_threads(chosen, seconds=seconds)
+    table = Table(title="tiny-hybrid training, tokens/s by threads and OpenMP wait policy")
+    for col in ("load", "threads", "wait policy", "tokens/s", "vs baseline idle"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["load"], str(r["threads"]), r["wait_policy"], f"{r['tokens_per_s']:,.0f}",
+                      f"{r['vs_first_idle']:.2f}")
+    Console().print(table)
+    if json_path is not None:
+        atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})
+        Console().print(f"wrote {json_path}")
+

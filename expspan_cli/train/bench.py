@@ -76,3 +76,62 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
         atomic_write_json(json_path, {"kind": "bench-finetune", "model": model, "data": str(data), "steps": steps,
                                       "rows": rows, "provenance": provenance()})
     return rows
+
+
+_STEP_TIMER = """
+import json, sys, time
+import torch
+import transformers as tf
+from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(0)
+model = tf.AutoModelForCausalLM.from_config(tiny_hybrid_config(256, **RECALL_SHAPE))
+opt = torch.optim.AdamW(model.parameters(), 1e-3)
+x = torch.randint(0, 256, (int(sys.argv[2]), int(sys.argv[3])))
+def step():
+    model(input_ids=x, labels=x).loss.backward()
+    opt.step()
+    opt.zero_grad()
+step()
+start, n = time.perf_counter(), 0
+while n < 3 or time.perf_counter() - start < float(sys.argv[4]):
+    step()
+    n += 1
+print(json.dumps({"tokens_per_s": x.numel() * n / (time.perf_counter() - start), "steps": n}))
+"""
+
+_SPINNER = "import time\nwhile True:\n    time.perf_counter()\n"
+
+
+def bench_threads(settings: list[tuple[int, str]], batch: int = 8, seq_len: int = 256,
+                  seconds: float = 8.0) -> list[dict[str, Any]]:
+    """Training tokens/s of tiny-recall-hybrid (the embedded default's pre-training: 8 rows of 256, a 256-token
+    vocabulary) for each (torch threads,
+    OpenMP wait policy), on an idle machine and with one other process spinning on a core; each measurement in a
+    fresh process, since the wait policy is read once, when the OpenMP runtime starts."""
+    import os
+    import subprocess
+    import sys
+
+    rows = []
+    for load in ("idle", "one busy process"):
+        spinner = subprocess.Popen([sys.executable, "-c", _SPINNER]) if load != "idle" else None
+        try:
+            for threads, policy in settings:
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                env.pop("OMP_WAIT_POLICY", None)
+                if policy != "default":
+                    env["OMP_WAIT_POLICY"] = policy
+                out = subprocess.run([sys.executable, "-c", _STEP_TIMER, str(threads), str(batch), str(seq_len),
+                                      str(seconds)], env=env, capture_output=True, text=True, check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append({"load": load, "threads": threads, "wait_policy": policy, "batch": batch,
+                             "seq_len": seq_len, **result})
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+    for row in rows:
+        base = next(r for r in rows if r["load"] == "idle" and (r["threads"], r["wait_policy"]) == settings[0])
+        row["vs_first_idle"] = row["tokens_per_s"] / base["tokens_per_s"]
+    return rows

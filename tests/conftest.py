@@ -1,6 +1,18 @@
-"""Fixtures the test modules share: tiny synthetic corpora, prepared once per shape."""
+"""Fixtures and session settings the test modules share: tiny synthetic corpora, prepared once per shape; and
+mamba-ssm's own modules on CPU (tests/mamba_ssm_cpu.py), set up before any test module imports triton and kept
+to the test modules that use them."""
 
 import pytest
+
+import mamba_ssm_cpu
+
+mamba_ssm_cpu.prepare_session()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mamba_ssm_only_where_used():
+    yield
+    mamba_ssm_cpu.unload()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
-"""pretrain -> finetune -> export on the tiny default, resume after kill -9, 2-process DDP, and bad input."""
+"""pretrain -> finetune -> export on the tiny default, resume after kill -9, and bad input (the multi-process
+engines: test_train_engines.py)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -122,27 +122,6 @@ def test_resume_after_kill_matches_uninterrupted(work, tmp_path):
     assert json.loads((killed / "manifest.json").read_text())["resumed_from"].endswith("checkpoint-3")
     assert len(_curve(killed)) == 6
     assert _curve(killed) == pytest.approx(_curve(straight), rel=1e-5, abs=1e-6)
-
-
-def test_two_process_ddp_trains_the_same_model(work, tmp_path):
-    root, data, pre = work
-    common = ["--model", str(pre), "--data", str(data), "--method", "hylora", "--attn", "full", "--max-steps", "2",
-              "--warmup-steps", "1", "--lr", "1e-2", "--seed", "5", "--save-steps", "100", "--seq-len", "128"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-                "-m", "expspan_cli.cli", "finetune"]
-    two = subprocess.run(torchrun + common + ["--batch-size", "1", "--grad-accum", "1", "--out",
-                                              str(tmp_path / "ddp")], capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = run_training(build_recipe(model=str(pre), data=str(data), method="hylora", attn="full", max_steps=2,
-                                    warmup_steps=1, lr=1e-2, seed=5, save_steps=100, seq_len=128, per_device_batch_size=2,
-                                    grad_accum=1), tmp_path / "single")
-    a = load_file(str(tmp_path / "ddp" / "final" / "adapter_model.safetensors"))
-    b = load_file(str(one / "final" / "adapter_model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
-    assert _curve(tmp_path / "ddp") == pytest.approx(_curve(one), rel=1e-4)
 
 
 @pytest.mark.parametrize("options, message", [

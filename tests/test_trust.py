@@ -174,28 +174,6 @@ def test_plain_peft_loads_exactly_what_expspan_loads(which, request, tmp_path):
         assert plain["tied"]
 
 
-def test_a_fused_kernel_reading_conv1d_weight_reads_the_trained_copy():
-    from expspan_cli.models.mamba_ssm_backend import build_hybrid
-    from expspan_cli.models.mamba_standin import MambaConfig, MambaLMHeadModel
-    from expspan_cli.models.layers import ssm_mixers
-    from expspan_cli.train.adapters import apply_method
-
-    torch.manual_seed(0)
-    fields = dict(d_model=64, n_layer=2, vocab_size=100, attn_layer_idx=[1],
-                  ssm_cfg={"layer": "Mamba2", "d_state": 8, "headdim": 16},
-                  attn_cfg=dict(num_heads=4, num_heads_kv=2, head_dim=16, rotary_emb_dim=8))
-    model = apply_method(build_hybrid(MambaLMHeadModel, MambaConfig, fields), "hylora", r=4)
-    mixer = next(iter(ssm_mixers(model).values()))
-    trained = mixer.conv1d.modules_to_save["default"]
-    assert mixer.conv1d.weight is trained.weight  # what `F.conv1d(x, self.conv1d.weight, ...)` reads
-    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied copies stay tied
-    ids = torch.randint(100, (1, 32), generator=torch.Generator().manual_seed(1))
-    before = _logits(model, ids)
-    with torch.no_grad():
-        trained.weight.add_(0.5)
-    assert (_logits(model, ids) - before).abs().max() > 1e-4
-
-
 # 4. the new context is recorded; 5. attention persists
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@ state-spaces/mamba2attn-2.7b) as a causal LM that the rest of expspan uses like 
 
 Its attention layers are MambaSSMAttention (same tensors as mamba-ssm's MHA), so `set_attention` switches them,
 `record_retrievals` sees them and HyLoRA puts LoRA on their `in_proj`/`out_proj` only; the Mamba-2 mixers stay
-mamba-ssm's own (Triton SSD kernels, CUDA only). `forward` takes labels (the Trainer), `generate` decodes greedily
-with the backend's own inference cache (Mamba-2 conv/SSM states, attention KV cache and SE-Attn state).
+mamba-ssm's own (Triton SSD kernels: CUDA for users; the tests run them in Triton's interpreter on CPU). `forward`
+takes labels (the Trainer), `generate` decodes greedily with the backend's own inference cache (Mamba-2 conv/SSM
+states, attention KV cache and SE-Attn state).
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ def _require_no_padding(attention_mask: torch.Tensor | None) -> None:
 
 def build_hybrid(lm_class: type, config_class: type, fields: dict[str, Any], device: Any = None,
                  dtype: Any = None) -> MambaSSMForCausalLM:
-    """A MambaLMHeadModel-layout model (mamba-ssm's, or the CPU stand-in's classes) with its attention layers
-    replaced by MambaSSMAttention. Weights are those of a fresh init: load a state dict to restore a checkpoint."""
+    """A model of mamba-ssm's classes (`lm_class`, `config_class`: MambaLMHeadModel, MambaConfig) with its attention
+    layers replaced by MambaSSMAttention. Weights are those of a fresh init: load a state dict to restore a
+    checkpoint."""
     known = {f.name for f in dataclasses.fields(config_class)}
     config = config_class(**{k: v for k, v in fields.items() if k in known})
     attn_cfg = dict(config.attn_cfg)

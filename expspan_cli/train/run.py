@@ -232,6 +232,11 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
 
     from expspan_cli.runs import output_lock
 
+    # `accelerate launch` with an FSDP config: the final save runs in the main process only, which cannot read
+    # FSDP-sharded parameters, and on CPU processes accelerate drops FSDP and trains as DDP without a word.
+    require(os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true", "FSDP is not supported by expspan "
+            "finetune/pretrain", hint="launch with recipes/accelerate-ddp.yaml (DDP), or add --deepspeed "
+            "recipes/deepspeed-zero2.yaml (ZeRO-2, the paper's)")
     console = console or Console(stderr=True)
     recipe = resolve_recipe(recipe, kind)
     run = Path(out)

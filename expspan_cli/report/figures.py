@@ -31,6 +31,16 @@ def series(frame: pd.DataFrame, metric: str) -> tuple[list[int], pd.DataFrame]:
     return lengths, frame[list(spec["column"])].set_axis(lengths, axis=1)
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> Path:
+    """A one-panel figure's grid and legend, written as PNG."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _shows_nothing(values: pd.DataFrame | pd.Series) -> bool:
     """All missing, or all zero: a figure of it would be flat lines that say less than one sentence."""
     numbers = pd.to_numeric(pd.Series(values.to_numpy().ravel()), errors="coerce").dropna()
@@ -55,12 +65,7 @@ def _line_plot(path: Path, lengths: list[int], values: pd.DataFrame, ylabel: str
     if log_y and values.max().max() > 3 * values.min().min():  # log only where the range calls for it
         ax.set_yscale("log")
     ax.set(xlabel="sequence length (tokens)", ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def ruler_average_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = None) -> Path | None:
@@ -123,12 +128,7 @@ def recall_figure(frame: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xticks(range(len(buckets)), [f"{b} tokens" for b in buckets])
     ax.set(xlabel="distance from the fact to its question", ylabel="facts recalled (%)", ylim=(0, 100),
            title="Recall by distance (95 % Wilson intervals)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def bench_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:

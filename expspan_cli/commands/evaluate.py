@@ -10,6 +10,7 @@ import typer
 from expspan_cli.attention.params import VARIANTS
 from expspan_cli.eval import defaults
 from expspan_cli.eval.perplexity import PROTOCOLS
+from expspan_cli.options import parse_int_list, parse_lengths
 
 AttnName = Literal[VARIANTS]  # choices from the registries, checked before torch loads
 Protocol = Literal[PROTOCOLS]
@@ -89,7 +90,6 @@ def pg19(model: str = MODEL, data: Path = typer.Option(..., "--data", help="Prep
          tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
          device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Perplexity of the prepared evaluation split at each context length."""
-    from expspan_cli.options import parse_lengths
     from expspan_cli.eval.pg19 import evaluate_pg19
 
     attn_params = _checked(out, attn, attn_param)
@@ -112,9 +112,7 @@ def recall(model: str = MODEL,
            tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
            device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """Recall of the synthetic corpus's facts by fact-to-question distance (the embedded default's headline)."""
-    from expspan_cli.options import parse_lengths
     from expspan_cli.eval.recall import evaluate_recall
-    from expspan_cli.options import parse_int_list
 
     attn_params = _checked(out, attn, attn_param)
     _done(evaluate_recall(model, data, parse_lengths(lengths), out, split=split, max_docs=max_docs,
@@ -147,7 +145,6 @@ def ruler(model: str = MODEL,
           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
     """RULER accuracy per task and length, the paper's groups and the average (greedy decoding)."""
-    from expspan_cli.options import parse_lengths
     from expspan_cli.eval.ruler.run import evaluate_ruler
 
     attn_params = _checked(out, attn, attn_param)

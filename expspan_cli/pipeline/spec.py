@@ -18,6 +18,7 @@ from typing import Any
 from expspan_cli.config import check_known
 from expspan_cli.errors import ExpspanError, require
 from expspan_cli.eval.kinds import EVAL_KINDS
+from expspan_cli.options import parse_lengths
 
 TOP_LEVEL = {"name", "title", "description", "paper", "resources", "data", "pretrain", "finetune", "grid", "baseline",
              "eval", "bench", "quick"}
@@ -170,8 +171,6 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
             f"recipe field {where}.rows must list row names", hint=f"rows: {', '.join(rows)}")
     check_known(raw, spec.options, where)
     if spec.lengths:
-        from expspan_cli.options import parse_lengths
-
         require("lengths" in raw, f"recipe field {where}.lengths is required")
         try:
             raw["lengths"] = parse_lengths(raw["lengths"])

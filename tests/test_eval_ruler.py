@@ -1,7 +1,9 @@
 """RULER generators, fitting, oracle, scorers and cache on a tiny byte-level BPE trained on generated text."""
 
+import itertools
 import json
 import random
+import re
 
 import pytest
 
@@ -10,7 +12,7 @@ from expspan_cli.errors import ExpspanError
 from expspan_cli.eval.ruler import TASKS, resolve_tasks
 from expspan_cli.eval.ruler import generate as gen_mod
 from expspan_cli.eval.ruler.generate import Generator
-from expspan_cli.eval.ruler.haystack import NOISE
+from expspan_cli.eval.ruler.haystack import NOISE, Filler, draw_depths, insert_needles
 from expspan_cli.eval.ruler.oracle import oracle_answer
 from expspan_cli.eval.ruler.qa import read_hotpotqa, read_squad
 from expspan_cli.eval.ruler.run import generate_samples, oracle_predictor, run_ruler
@@ -18,6 +20,16 @@ from expspan_cli.eval.ruler.scoring import match_all, match_part, score
 from expspan_cli.eval.ruler.wordlist import ADJECTIVES, NOUNS, VERBS
 
 WORDS = (ADJECTIVES + NOUNS + VERBS).split()
+# tasks whose haystack is made of whole units: noise sentences (niah_single_1, vt) or decoy needle lines
+UNIT_TASKS = [n for n, t in TASKS.items() if t.kind in ("niah", "vt") and t.args.get("haystack", "noise") != "essay"]
+_VALUE = r"(\d{7}|[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})"
+DECOY = re.compile(rf"One of the special magic (numbers|uuids) for ([a-z]+-[a-z]+|{_VALUE}) is: {_VALUE}\.")
+
+
+def context(name: str, prompt: str) -> str:
+    """The haystack with its needles: what the (last) template puts between its head and its tail."""
+    head, tail = ("afterwards.\n", "\nWhat ") if name.startswith("niah") else ("following text.\n\n", "\nQuestion: ")
+    return prompt.rsplit(head, 1)[1].rsplit(tail, 1)[0]
 
 
 def essay_text(n_sentences: int = 400, seed: int = 0) -> str:
@@ -58,6 +70,8 @@ def test_prompts_fill_the_length_exactly(tok, samples, length):
             assert s["length"] == tokens + spec.tokens_to_generate <= length
             # a prose word is the unit of fill; list entries, coded words and uuid pieces are coarser
             slack = {"cwe": 16, "fwe": 16, "niah_multikey_3": 12}.get(name, 8)
+            if name in UNIT_TASKS:  # a whole noise sentence or decoy line at a time
+                slack = max(len(tok(line)["input_ids"]) for line in context(name, s["input"]).split("\n")) + 1
             assert length - s["length"] <= slack, (name, length, s["length"])
 
 
@@ -71,6 +85,55 @@ def test_needles_sit_where_recorded_and_follow_depth(samples):
             if name.startswith("niah"):
                 assert all(n["text"].endswith(".") for n in s["needles"])
                 assert all(any(o in n["text"] for n in s["needles"]) for o in s["outputs"])
+
+
+@pytest.mark.parametrize("length", [2048, 4096])
+@pytest.mark.parametrize("name", UNIT_TASKS)
+def test_unit_haystacks_hold_whole_units_only(samples, name, length):
+    unit = TASKS[name].args.get("haystack", "noise")
+    for s in samples[name, length]:
+        needles = [n["text"] for n in s["needles"]]
+        lines = context(name, s["input"]).split("\n")
+        units = [line for line in lines if line not in needles]
+        assert len(units) == s["size"] and len(lines) == len(units) + len(needles)
+        assert all(u == NOISE if unit == "noise" else DECOY.fullmatch(u) for u in units), (name, length, units[-1])
+        assert lines[-1] in units
+
+
+@pytest.mark.parametrize("name", UNIT_TASKS)
+def test_unit_needles_never_follow_the_last_unit_and_keep_their_place_across_sizes(tok, name):
+    gen = Generator(TASKS[name], tok, 1024)
+    for i in range(200):  # placed at RULER's essay depths, 1 needle in 40 would follow the last unit
+        small, big = gen.build(i, 3), gen.build(i, 9)
+        for p, size in ((small, 3), (big, 9)):
+            lines = context(name, p.input).split("\n")
+            assert lines[-1] not in {n["text"] for n in p.needles} and len(lines) == size + len(p.needles)
+        assert (small.outputs, [(n["text"], n["depth"]) for n in small.needles]) == \
+            (big.outputs, [(n["text"], n["depth"]) for n in big.needles])
+
+
+def test_the_deepest_unit_draw_stays_before_the_last_unit():
+    class Top(random.Random):  # the largest draw there is
+        def random(self):
+            return 1 - 2 ** -53
+    for n in (1, 2, 3, 7, 1000, 99_999):
+        text, starts = Filler.from_units(itertools.repeat(NOISE), "\n", n).take(n)
+        placed, _ = insert_needles(text, starts, "\n", ["N."], draw_depths(Top(), 1, True))
+        assert placed.endswith("N.\n" + NOISE)
+
+
+def test_essay_haystacks_are_still_cut_by_words(tok):
+    essay = essay_text()
+    gen = Generator(TASKS["niah_single_2"], tok, 1024, essay=essay)
+    cut_mid_sentence = False
+    for size in (37, 38, 39, 250):
+        p = gen.build(0, size)
+        hay = context("niah_single_2", p.input)
+        for needle in p.needles:
+            hay = hay.replace(needle["text"], "")
+        assert hay.split() == essay.split()[:size]
+        cut_mid_sentence |= not hay.rstrip().endswith(".")
+    assert cut_mid_sentence
 
 
 def test_niah_matches_table_10(samples):

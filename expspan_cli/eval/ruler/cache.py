@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from expspan_cli.runs import atomic_write_text
 
-GENERATOR_VERSION = 1  # bump when a change to the generators would change the samples
+GENERATOR_VERSION = 2  # bump when a change to the generators would change the samples
 
 
 def default_cache_dir() -> Path:

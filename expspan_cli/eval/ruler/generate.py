@@ -6,6 +6,7 @@ haystack size changes only the amount of filler: keys, values, needle depths and
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import random
 import string
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 from expspan_cli.eval.ruler import fit as fitting
 from expspan_cli.eval.ruler import tasks as T
-from expspan_cli.eval.ruler.haystack import DEPTHS, NOISE, Filler, insert_needles
+from expspan_cli.eval.ruler.haystack import NOISE, Filler, draw_depths, insert_needles
 from expspan_cli.eval.ruler.qa import QAData
 from expspan_cli.eval.ruler.wordlist import ADJECTIVES, NOUNS, VERBS
 from expspan_cli.errors import ExpspanError
@@ -56,6 +57,11 @@ def _format(template: str, context: str, **values: Any) -> tuple[str, int]:
     return head + context + tail.format(**values), len(head)
 
 
+def _in_units(args: dict) -> bool:
+    """Whether the haystack is made of whole units (noise sentences, decoy lines) rather than essay words."""
+    return args.get("haystack", "noise") != "essay"
+
+
 def niah(args: dict, rng: random.Random, size: int, filler: Filler | None) -> Prompt:
     type_v = args["type_v"]
     keys, values, needles = [], [], []
@@ -64,12 +70,12 @@ def niah(args: dict, rng: random.Random, size: int, filler: Filler | None) -> Pr
         values.append([random_value(rng, type_v) for _ in range(args["num_v"])])
         needles += [_NEEDLE.format(type_v=type_v, key=keys[-1], value=v) for v in values[-1]]
     rng.shuffle(needles)
-    depths = rng.sample(DEPTHS, len(needles))
+    depths = draw_depths(rng, len(needles), _in_units(args))
     asked = rng.sample(range(args["num_k"]), args["num_q"])
     queries = [keys[i] for i in asked]
     answers = [v for i in asked for v in values[i]]
     query = queries[0] if len(queries) == 1 else ", ".join(queries[:-1]) + ", and " + queries[-1]
-    if filler is None:  # the "needle" haystack: decoy needles for other keys, one per line
+    if filler is None:  # the "needle" haystack: `size` decoy needles for other keys, one per line
         taken = set(keys)
         decoys = (_NEEDLE.format(type_v=type_v, key=k, value=random_value(rng, type_v))
                   for k in iter(lambda: random_value(rng, args["type_k"]), None) if k not in taken)
@@ -81,7 +87,7 @@ def niah(args: dict, rng: random.Random, size: int, filler: Filler | None) -> Pr
         template, prefix, shown_v = _singular(template), _singular(prefix), type_v[:-1]
     text, at = _format(template, context, type_needle_v=shown_v, query=query)
     return Prompt(text, prefix.format(type_needle_v=shown_v, query=query), answers,
-                  [{"offset": at + o, "text": n, "depth": d} for o, n, d in zip(offsets, needles, depths)])
+                  [{"offset": at + o, "text": n, "depth": int(d)} for o, n, d in zip(offsets, needles, depths)])
 
 
 def _chain(rng: random.Random, hops: int, letters: int, value: str) -> tuple[list[str], list[str]]:
@@ -94,22 +100,23 @@ def _chain(rng: random.Random, hops: int, letters: int, value: str) -> tuple[lis
     return names, lines
 
 
-def _vt_text(rng: random.Random, hops: int, letters: int, filler: Filler, size: int) -> tuple[str, int, list, str]:
+def _vt_text(rng: random.Random, hops: int, letters: int, filler: Filler, size: int, units: bool
+             ) -> tuple[str, int, list, str]:
     value = str(rng.randint(10000, 99999))
     names, lines = _chain(rng, hops, letters, value)
-    depths = sorted(rng.sample(DEPTHS, len(lines)))
+    depths = sorted(draw_depths(rng, len(lines), units))
     hay, starts = filler.take(size)
     context, offsets = insert_needles(hay, starts, filler.sep, lines, depths)
     text, at = _format(T.VT_TEMPLATE, context, query=value, num_v=hops + 1)
-    needles = [{"offset": at + o, "text": t, "depth": d} for o, t, d in zip(offsets, lines, depths)]
+    needles = [{"offset": at + o, "text": t, "depth": int(d)} for o, t, d in zip(offsets, lines, depths)]
     return text, value, needles, names
 
 
 def vt(args: dict, rng: random.Random, size: int, filler: Filler, icl_size: int) -> Prompt:
     hops = args["num_hops"]
-    icl_text, icl_value, _, icl_names = _vt_text(rng, hops, 3, filler, icl_size)
+    icl_text, icl_value, _, icl_names = _vt_text(rng, hops, 3, filler, icl_size, _in_units(args))
     demo = icl_text + T.VT_PREFIX.format(query=icl_value, num_v=hops + 1) + " " + " ".join(icl_names) + "\n"
-    text, value, needles, names = _vt_text(rng, hops, 5, filler, size)
+    text, value, needles, names = _vt_text(rng, hops, 5, filler, size, _in_units(args))
     shift = len(demo) + 1
     for needle in needles:
         needle["offset"] += shift
@@ -198,6 +205,7 @@ class Generator:
             raise ExpspanError(f"{spec.name} needs a local {args['dataset']} JSON file",
                                hint="pass --qa-squad / --qa-hotpotqa with a downloaded dev file")
         self.qa_data = qa_data
+        self.unit: str | None = None  # a noise / needle haystack's unit, which its sizes count (essays: words)
         if spec.kind in ("niah", "vt"):
             haystack = args.get("haystack", "noise")
             if haystack == "essay":
@@ -206,9 +214,10 @@ class Generator:
                                        hint="pass --haystack DIR (.txt files) or --data with a prepared docs split")
                 self.filler: Filler | None = Filler.from_prose(essay, self.budget)
             elif haystack == "noise":
-                self.filler = Filler.from_units(iter(lambda: NOISE, None), "\n", self.budget)
+                self.unit = NOISE
+                self.filler = Filler.from_units(itertools.repeat(NOISE), "\n", self._cap(self.budget))
             else:
-                self.filler = None
+                self.unit, self.filler = _NEEDLE, None
         self.icl_size = self._icl_size() if spec.kind == "vt" else 0
         # Sample -1 is never emitted: it calibrates the size every sample starts its own fit from.
         self.calibration = fitting.calibrate(self._builder(-1), self.count, self.budget, *self._size_range())
@@ -222,21 +231,26 @@ class Generator:
     def count(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
 
+    def _cap(self, budget: int) -> int:
+        """A haystack size past any prompt of `budget` tokens: `budget` words, in whole units where units are used (a
+        word is at least a token)."""
+        return math.ceil(budget / len(self.unit.split())) if self.unit else budget
+
     def _size_range(self) -> tuple[int, int]:
         args = self.spec.args
         if self.spec.kind == "cwe":
             return args["num_cw"] * (args["freq_cw"] if self.length >= 4096 else 6), max(self.budget, 400)
         if self.spec.kind == "qa":
             return 1, max(2, self.budget // 8)
-        return 1, self.budget
+        return 1, self._cap(self.budget)
 
     def _icl_size(self) -> int:
-        hops, filler = self.spec.args["num_hops"], self.filler
+        hops, filler, units = self.spec.args["num_hops"], self.filler, _in_units(self.spec.args)
 
         def build(n: int) -> str:
-            text, value, _, _ = _vt_text(random.Random(f"{self.seed}/vt-demo"), hops, 3, filler, n)
+            text, value, _, _ = _vt_text(random.Random(f"{self.seed}/vt-demo"), hops, 3, filler, n, units)
             return text + T.VT_PREFIX.format(query=value, num_v=hops + 1)
-        return fitting.calibrate(build, self.count, _ICL_BUDGET, 1, _ICL_BUDGET).size
+        return fitting.calibrate(build, self.count, _ICL_BUDGET, 1, self._cap(_ICL_BUDGET)).size
 
     def build(self, index: int, size: int) -> Prompt:
         rng, spec, args = self._rng(index), self.spec, self.spec.args
@@ -258,9 +272,11 @@ class Generator:
 
     def sample(self, index: int) -> dict[str, Any]:
         cal = self.calibration
+        # a unit haystack grows a whole unit at a time: one unit short of the budget is as close as it gets
+        tolerance = max(2, math.ceil(cal.rate if self.unit else 2 * cal.rate))
         size, _, tokens, self.bias = fitting.fit_estimated(
             self._builder(index), self.count, self.estimate, self.budget, cal.size, cal.rate,
-            tolerance=max(2, math.ceil(2 * cal.rate)), bias=self.bias, min_size=self._size_range()[0])
+            tolerance=tolerance, bias=self.bias, min_size=self._size_range()[0])
         prompt = self.build(index, size)
         return {"index": index, **asdict(prompt), "tokens": tokens, "length": tokens + self.spec.tokens_to_generate,
                 "size": size}

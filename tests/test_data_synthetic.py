@@ -100,3 +100,49 @@ def test_prepared_synthetic_recalls_point_at_the_value_tokens(tmp_path):
             assert r["value"].startswith(tok.decode(row["input_ids"][r["fact_token"]]).strip())
             assert r["distance_tokens"] == r["answer_token"] - r["fact_token"] > 0
     assert data.docs("haystack").num_rows == 1 and set(data.manifest["views"]["packed"]) == {"train"}
+
+
+def _recipe_corpus(name):
+    import yaml
+    from pathlib import Path
+
+    from expspan_cli.data.kinds import synthetic_spec
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "tiny.yaml").read_text())
+    return synthetic_corpus(synthetic_spec(recipe["data"][name]["options"]))
+
+
+def test_the_default_test_split_shares_no_document_and_no_fact_with_train_or_validation():
+    # The report's numbers come from `test`; fine-tuning reads `train` and the settings were chosen on `validation`.
+    splits = _recipe_corpus("synthetic").splits
+    docs = {name: list(splits[name].read()) for name in ("train", "validation", "test")}
+    assert len(docs["test"]) == 96
+    texts = {name: {d["text"] for d in ds} for name, ds in docs.items()}
+    keys = {name: {r["key"] for d in ds for r in d["recalls"]} for name, ds in docs.items()}
+    facts = {name: {(r["key"], r["value"]) for d in ds for r in d["recalls"]} for name, ds in docs.items()}
+    assert len(keys["test"]) > 1000
+    pretraining = {(r["key"], r["value"]) for d in _recipe_corpus("facts").splits["train"].read()
+                   for r in d["recalls"]}
+    for other, seen in (("train", facts["train"]), ("validation", facts["validation"]), ("pre-training", pretraining)):
+        assert not texts["test"] & texts.get(other, set())
+        # No test fact was seen in training: a name drawn twice by chance (2 of 1,536 in train) has another value,
+        # so recalling a test fact needs its own document.
+        assert not facts["test"] & seen, other
+        assert len(keys["test"] & {k for k, _ in seen}) <= 0.005 * len(keys["test"])
+
+
+def test_ruler_documents_state_each_needle_before_asking_for_it_in_rulers_words():
+    spec = SyntheticSpec(seed=0, documents={"train": 40}, doc_words=400, distance=(16, 300), ruler_share=0.5)
+    docs = list(synthetic_corpus(spec).splits["train"].read())
+    ruler = [d for d in docs if d["title"].startswith("train ruler")]
+    assert 10 < len(ruler) < 30 and all(not d["recalls"] for d in ruler)
+    for doc in ruler:
+        for sample in doc["text"].split("\n\n"):
+            key, value = re.search(r"special magic numbers for (\S+) is: (\d{7})\.", sample).groups()
+            assert sample.startswith("A special magic number is hidden within the following text.")
+            assert sample.endswith(f"What is the special magic number for {key} mentioned in the provided text? "
+                                   f"The special magic number for {key} mentioned in the provided text is {value}.")
+    # a share of 0 leaves the recall documents exactly as they were
+    plain = list(synthetic_corpus(SyntheticSpec(seed=0, documents={"train": 40}, doc_words=400, distance=(16, 300))).splits["train"].read())
+    assert [d for d in docs if not d["title"].startswith("train ruler")] == \
+        [d for d, r in zip(plain, docs) if not r["title"].startswith("train ruler")]

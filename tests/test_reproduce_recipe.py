@@ -25,7 +25,7 @@ def test_every_paper_table_and_figure_has_a_recipe():
     assert {f"table{i}" for i in range(1, 10)} | {"fig2", "fig3", "fig4", "fig11"} <= names
 
 
-@pytest.mark.parametrize("path", PAPER + [RECIPES / "tiny.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PAPER + [RECIPES / "tiny.yaml", RECIPES / "tiny-seeds.yaml"], ids=lambda p: p.name)
 def test_dry_run_validates_and_plans_offline(path, tmp_path):
     result = CliRunner().invoke(app, ["reproduce", str(path), "--dry-run", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
@@ -34,6 +34,24 @@ def test_dry_run_validates_and_plans_offline(path, tmp_path):
     for row in recipe.rows:
         assert (f"finetune:{row.name}" if row.train else f"eval:{row.name}/") in result.output or not recipe.evals
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_a_recipe_extends_another_field_by_field_and_a_loop_is_refused(tmp_path):
+    seeds, tiny = load_reproduction(RECIPES / "tiny-seeds.yaml"), load_reproduction(RECIPES / "tiny.yaml")
+    assert seeds.name == "tiny-seeds" and seeds.data.keys() == tiny.data.keys() and seeds.pretrain == tiny.pretrain
+    assert [e.name for e in seeds.evals] == [e.name for e in tiny.evals]  # inherited whole
+    runs = [r for r in seeds.rows if r.train]
+    assert len(runs) == 12 and {r.group for r in runs} == {"full", "swa", "s2", "se"}
+    assert {r.seed for r in runs} == {42, 43, 44}
+    default_se = next(r for r in tiny.rows if r.name == "se").train
+    assert next(r for r in runs if r.name == "se-s42").train == {**default_se, "seed": 42}
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ExpspanError, match="extends itself"):
+        load_reproduction(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ExpspanError, match="does not exist"):
+        load_reproduction(tmp_path / "c.yaml")
 
 
 @pytest.mark.parametrize("edit, field", [

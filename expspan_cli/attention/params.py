@@ -124,6 +124,19 @@ def fitted_defaults(variant: str, context: int | None) -> dict[str, Any]:
     return {}
 
 
+def span(variant: str, params: Any, length: int) -> int:
+    """The most keys one query attends to in a `length`-token sequence: the span a fair comparison matches
+    (SE: its largest chunk plus the k retrieved blocks; S2: one group; SW: the window)."""
+    if variant == "swa":
+        return min(params.window, length)
+    if variant == "s2":
+        return max(1, int(length * params.group_size_ratio))
+    if variant == "se":
+        memory = 0 if params.memory == "none" else params.top_k * params.block_size
+        return min(max(params.chunk_sizes) + memory, length)
+    return length
+
+
 def reduces_to_full(variant: str, params: Any, length: int) -> str | None:
     """Why `variant` with `params` computes exactly full causal attention on `length`-token sequences (so a result
     under its name would be full attention's), or None when it does not."""

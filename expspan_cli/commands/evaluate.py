@@ -141,6 +141,8 @@ def ruler(model: str = MODEL,
           oracle: bool = typer.Option(False, "--oracle", help="Answer by reading the prompt (the 100 ceiling)."),
           cache: Optional[Path] = typer.Option(None, "--cache", help="Sample cache directory "
                                                "(default: $EXPSPAN_CACHE/ruler or ~/.cache/expspan/ruler)."),
+          answer_tokens: Optional[int] = typer.Option(None, "--answer-tokens", min=1, help="Tokens generated per "
+                                                      "answer (default: each task's own, 128 for niah)."),
           attn: AttnName = ATTN, attn_param: Optional[list[str]] = ATTN_PARAM, adapter: Optional[str] = ADAPTER,
           tokenizer: Optional[str] = TOKENIZER, out: Path = OUT, allow_extrapolation: bool = EXTRAPOLATE,
           device: Optional[str] = DEVICE, quiet: bool = QUIET) -> None:
@@ -153,7 +155,8 @@ def ruler(model: str = MODEL,
                          haystack=haystack, data=data, split=split, qa_files=qa_files, attn=attn,
                          attn_params=attn_params, adapter=adapter, tokenizer=tokenizer,
                          inspect_retrieval=inspect, oracle=oracle, cache_dir=cache,
-                         allow_extrapolation=allow_extrapolation, device=device, quiet=quiet))
+                         allow_extrapolation=allow_extrapolation, answer_tokens=answer_tokens, device=device,
+                         quiet=quiet))
 
 
 @app.command("harness")

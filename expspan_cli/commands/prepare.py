@@ -108,6 +108,8 @@ def synthetic(
     haystack_words: int = typer.Option(_SYN.haystack_words, "--haystack-words", min=1, help="Words per haystack essay."),
     answer: Literal[ANSWERS] = typer.Option(_SYN.answer, "--answer", help="value ('Answer: 4821.') | restate ('Answer: the pin "
                                "of Dara Vell is 4821.', the value after the same words as where it was stated)"),
+    ruler_share: float = typer.Option(_SYN.ruler_share, "--ruler-share", min=0.0, max=1.0, help="Share of documents "
+                                      "written as RULER niah_single samples (teaches a model RULER's format)."),
     seq_len: int = _SEQ_LEN, num_proc: int = _NUM_PROC, force: bool = _FORCE, packed: str = _PACKED,
     docs: str = _DOCS, batch_docs: int = _BATCH,
 ) -> None:
@@ -115,6 +117,6 @@ def synthetic(
     options = dict(seed=seed, documents={"train": train_docs, "validation": eval_docs, "test": eval_docs,
                                          "haystack": haystack_docs},
                    doc_words=doc_words, facts=facts, distance=distance, distribution=distribution,
-                   haystack_words=haystack_words, answer=answer)
+                   haystack_words=haystack_words, answer=answer, ruler_share=ruler_share)
     _run("synthetic", None, None, options, tokenizer=tokenizer, seq_len=seq_len, out=out, packed=packed, docs=docs,
          num_proc=num_proc, batch_docs=batch_docs, force=force)

@@ -30,6 +30,8 @@ def synthetic_spec(options: dict[str, Any]) -> Any:
         options["distance"] = parse_distance(options["distance"])
     elif isinstance(options.get("distance"), list):
         options["distance"] = tuple(options["distance"])
+    if isinstance(options.get("ruler_words"), list):
+        options["ruler_words"] = tuple(options["ruler_words"])
     try:
         return SyntheticSpec(**options)
     except TypeError as err:

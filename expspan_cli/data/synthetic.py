@@ -14,6 +14,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from expspan_cli.data.ruler_format import NEEDLE, single_number_sample
 from expspan_cli.data.sources import Corpus, Split
 from expspan_cli.errors import require
 
@@ -60,6 +61,10 @@ class SyntheticSpec:
     distribution: str = "loguniform"
     haystack_words: int = 12000
     answer: str = "value"
+    # The share of each split's documents written as runs of RULER niah_single samples (a needle in a short filler
+    # haystack, RULER's question, answer prefix and answer), so a model pre-trained here learns RULER's format.
+    ruler_share: float = 0.0
+    ruler_words: tuple[int, int] = (10, 60)  # filler words around each sample's needle
 
     def validate(self) -> None:
         lo, hi = self.distance
@@ -70,6 +75,9 @@ class SyntheticSpec:
                 hint=f"one of {', '.join(DISTRIBUTIONS)}")
         require(self.answer in ANSWERS, f"unknown answer form {self.answer!r}", hint=f"one of {', '.join(ANSWERS)}")
         require(self.facts >= 1, "--facts must be at least 1")
+        require(0 <= self.ruler_share <= 1, f"ruler_share must be in [0, 1], got {self.ruler_share}")
+        require(0 < self.ruler_words[0] <= self.ruler_words[1], f"bad ruler_words {self.ruler_words}",
+                hint="ruler_words: [MIN, MAX] filler words a sample, 0 < MIN <= MAX")
         for split, n in self.documents.items():
             require(split in SPLITS, f"unknown synthetic split {split!r}", hint=f"one of {', '.join(SPLITS)}")
             require(n >= 0, f"split {split!r} cannot have {n} documents")
@@ -172,6 +180,27 @@ def recall_document(spec: SyntheticSpec, split: str, index: int) -> dict[str, An
     return {"title": f"{split} record {index}", "text": " ".join(parts), "recalls": list(found.values())}
 
 
+def _is_ruler(spec: SyntheticSpec, split: str, index: int) -> bool:
+    # Its own generator, so a share of 0 leaves every recall document exactly as it was.
+    return spec.ruler_share > 0 and random.Random(f"{spec.seed}:{split}:{index}:ruler").random() < spec.ruler_share
+
+
+def ruler_document(spec: SyntheticSpec, split: str, index: int) -> dict[str, Any]:
+    """About doc_words words of RULER niah_single samples: each states one special magic number (7 digits) for a
+    hyphenated key at a random sentence of its filler, then asks for it in RULER's words. The keys come from this
+    corpus's word lists, not RULER's, so the evaluation's keys are new to the model."""
+    rng = _rng(spec, split, index)
+    samples, words = [], 0
+    while words < spec.doc_words:
+        key = f"{rng.choice(_ADJ)}-{rng.choice(_NOUN)}"
+        value = str(rng.randint(10 ** 6, 10 ** 7 - 1))
+        sentences = _filler(rng, rng.randint(*spec.ruler_words))
+        sentences.insert(rng.randint(0, len(sentences)), NEEDLE.format(type_v="numbers", key=key, value=value))
+        samples.append(single_number_sample(key, value, " ".join(sentences)))
+        words += samples[-1].count(" ") + 1
+    return {"title": f"{split} ruler {index}", "text": "\n\n".join(samples), "recalls": []}
+
+
 def haystack_document(spec: SyntheticSpec, index: int) -> dict[str, Any]:
     """Filler only, in paragraphs: an essay-like haystack for RULER-style needle tasks (no facts to collide)."""
     rng = _rng(spec, "haystack", index)
@@ -205,11 +234,16 @@ def synthetic_corpus(spec: SyntheticSpec, splits: list[str] | None = None) -> Co
     def split_of(name: str) -> Split:
         def read() -> Iterator[dict[str, Any]]:
             for i in range(spec.documents[name]):
-                yield haystack_document(spec, i) if name == "haystack" else recall_document(spec, name, i)
+                yield haystack_document(spec, i) if name == "haystack" else \
+                    ruler_document(spec, name, i) if _is_ruler(spec, name, i) else recall_document(spec, name, i)
 
         return Split(name, read, documents=spec.documents[name])
 
     options = {**asdict(spec), "distance": list(spec.distance), "generator_version": GENERATOR_VERSION}
+    if not spec.ruler_share:  # a corpus without RULER samples keeps the fingerprint it had before they existed
+        options = {k: v for k, v in options.items() if k not in ("ruler_share", "ruler_words")}
+    else:
+        options["ruler_words"] = list(spec.ruler_words)
     fingerprint = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:16]
     return Corpus("synthetic", f"synthetic:seed={spec.seed}", fingerprint, {s: split_of(s) for s in splits}, options,
                   annotate=locate_recalls)

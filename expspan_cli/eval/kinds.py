@@ -71,8 +71,11 @@ def _run_ruler(model: str, data: str | None, out: Path, attn: str, attn_params: 
 
 
 def _ruler_values(record: dict[str, Any]) -> list[Value]:
-    metrics = record["metrics"]
-    out = [Value("RULER", _x(k), v) for k, v in _numeric_order(metrics.get("average", {}))]
+    """The average by length, with n = the samples it averages (per task times tasks) where the record says."""
+    metrics, config = record["metrics"], record.get("config") or {}
+    samples, tasks = config.get("samples"), config.get("tasks")
+    n = samples * len(tasks) if isinstance(samples, int) and isinstance(tasks, list) and tasks else None
+    out = [Value("RULER", _x(k), v, n) for k, v in _numeric_order(metrics.get("average", {}))]
     if "average_all_lengths" in metrics:
         out.append(Value("RULER", "avg", metrics["average_all_lengths"]))
     return out
@@ -88,6 +91,9 @@ def _ruler_check(options: dict[str, Any], where: str) -> None:
     from expspan_cli.eval.ruler import resolve_tasks
 
     resolve_tasks(options.get("tasks"))
+    tokens = options.get("answer_tokens")
+    require(tokens is None or (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0),
+            f"recipe field {where}.answer_tokens must be a positive number of tokens, got {tokens!r}")
 
 
 # --- recall (synthetic facts by distance) ---
@@ -150,7 +156,7 @@ EVAL_KINDS = {kind.name: kind for kind in (
     EvalKind("pg19", ("lengths", "split", "protocol", "stride", "batch_size", "max_tokens", "allow_extrapolation",
                       "device"), "required", True, _run_pg19, "ppl", True, _pg19_values, _pg19_tokens),
     EvalKind("ruler", ("lengths", "tasks", "samples", "seed", "split", "qa_files", "inspect_retrieval", "oracle",
-                       "cache_dir", "allow_extrapolation", "device"), "optional", True, _run_ruler, "average", True,
+                       "cache_dir", "allow_extrapolation", "answer_tokens", "device"), "optional", True, _run_ruler, "average", True,
              _ruler_values, _ruler_tokens, _ruler_check),
     EvalKind("recall", ("lengths", "split", "max_docs", "edges", "allow_extrapolation", "device"), "required", True,
              _run_recall, "by_length", False, _recall_values),

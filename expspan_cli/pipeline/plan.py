@@ -99,7 +99,7 @@ def build_plan(recipe: Reproduction, run: str | Path, shard: tuple[int, int] | N
                                 row=row.name, tokens=_train_tokens(row.train, data_seq[recipe.train_data]),
                                 skipped=why))
         for job in recipe.evals:
-            if job.rows is not None and row.name not in job.rows:
+            if job.rows is not None and row.name not in job.rows and row.group not in job.rows:
                 continue
             needs = [model_stage] + ([f"prepare:{job.data}"] if job.data else [])
             absent = job.data is not None and not recipe.data[job.data].available()
@@ -136,12 +136,31 @@ def contexts_of(recipe: Reproduction) -> dict[str, int]:
     return out
 
 
+def _attention(row: Row) -> str | None:
+    from expspan_cli.train.methods import training_attention
+
+    return training_attention(row.train.get("method", "hylora"), row.train.get("attn")) if row.train else None
+
+
+def row_span(recipe: Reproduction, row: Row) -> int | None:
+    """The most keys a query attends to while the row fine-tunes (None: the non-fine-tuned row)."""
+    from expspan_cli.attention.params import make_params, span
+
+    if row.train is None:
+        return None
+    attn = _attention(row)
+    length = row.train.get("seq_len") or recipe.data[recipe.train_data].seq_len
+    return span(attn, make_params(attn, **(row.train.get("attn_params") or {})), length)
+
+
 def write_plan(recipe: Reproduction, run: str | Path) -> Path:
     """RUN/plan.json: everything `expspan report` needs to know of the recipe, so the report reads files only."""
     run = Path(run)
     rows = [{"name": r.name, "label": r.label, "method": (r.train or {}).get("method", "hylora") if r.train else None,
-             "attn": (r.train.get("attn") or "se") if r.train else None} for r in recipe.rows]
-    evals = [{"name": j.name, "kind": j.kind, "attn": j.attn, "rows": j.rows} for j in recipe.evals]
+             "attn": _attention(r), "group": r.group, "seed": r.seed,
+             "span": row_span(recipe, r)} for r in recipe.rows]
+    evals = [{"name": j.name, "kind": j.kind, "attn": j.attn, "rows": j.rows, "data": j.data,
+              "split": j.options.get("split")} for j in recipe.evals]
     stages = [{"id": s.id, "kind": s.kind, "path": str(s.path.relative_to(run)), "row": s.row,
                "job": s.job.name if s.job else None, "skipped": s.skipped} for s in build_plan(recipe, run)]
     return atomic_write_json(run / PLAN_FILE, {

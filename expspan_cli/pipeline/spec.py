@@ -55,6 +55,8 @@ class Row:
     name: str
     label: str
     train: dict[str, Any] | None  # None: the baseline row (the model before fine-tuning)
+    group: str | None = None  # the table row a seed belongs to (a grid entry with `seeds:`); None: its own row
+    seed: int | None = None  # the fine-tuning seed of one of a group's runs
 
 
 @dataclass
@@ -180,6 +182,16 @@ def _eval_job(index: int, raw: Any, data: dict[str, DataSpec], rows: list[str]) 
     return EvalJob(name, kind, data_name, attn, raw, only)
 
 
+def _seeds(value: Any, where: str, has_seed: bool) -> list[int] | None:
+    if value is None:
+        return None
+    require(not has_seed, f"recipe field {where} sets both seed and seeds", hint="keep one of them")
+    require(isinstance(value, list) and len(value) >= 1 and len(set(value)) == len(value)
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value),
+            f"recipe field {where}.seeds must be a list of distinct non-negative integers, got {value!r}")
+    return value
+
+
 def _rows(raw: dict[str, Any], defaults: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     baseline = raw.get("baseline", {"label": "Non-fine-tuned"})
@@ -193,9 +205,13 @@ def _rows(raw: dict[str, Any], defaults: dict[str, Any]) -> list[Row]:
         entry = dict(_mapping(entry, f"grid[{i}]"))
         name = _name(entry.pop("name", None), f"grid[{i}].name")
         label = str(entry.pop("label", name))
+        seeds = _seeds(entry.pop("seeds", None), f"grid[{i}]", "seed" in entry)
         train = {**defaults, **entry}
         _check_train(train, f"grid[{i}]")
-        rows.append(Row(name, label, train))
+        if seeds is None:
+            rows.append(Row(name, label, train))
+        else:  # one fine-tuning run per seed; the report shows the group's mean and spread as one row
+            rows += [Row(f"{name}-s{s}", label, {**train, "seed": s}, group=name, seed=s) for s in seeds]
     names = [r.name for r in rows]
     dup = sorted({n for n in names if names.count(n) > 1})
     require(not dup, f"recipe rows must have distinct names; {dup[0] if dup else ''!r} repeats")
@@ -235,7 +251,8 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
             hint="add a grid of fine-tuning runs, a baseline, or a bench section")
     require(not rows or train_data in data, f"recipe field finetune.data names no dataset: {train_data!r}",
             hint=f"datasets: {', '.join(data) or 'none (add a data section)'}")
-    evals = [_eval_job(i, e, data, [r.name for r in rows]) for i, e in enumerate(raw.get("eval") or [])]
+    names = list(dict.fromkeys([r.name for r in rows] + [r.group for r in rows if r.group]))
+    evals = [_eval_job(i, e, data, names) for i, e in enumerate(raw.get("eval") or [])]
     names = [e.name for e in evals]
     require(len(set(names)) == len(names), "recipe eval entries must have distinct names (set `name:`)")
     bench = raw.get("bench")
@@ -252,7 +269,22 @@ def parse_reproduction(raw: Any, quick: bool = False, origin: str = "recipe") ->
                         source={k: v for k, v in raw.items() if k != "quick"} | {"quick": quick})
 
 
-def load_reproduction(path: str | Path, quick: bool = False) -> Reproduction:
+def read_recipe(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe's mapping with `extends: OTHER.yaml` (relative to the recipe) resolved: this file's fields
+    deep-merged on top of the other's (a list such as `grid` replaces the other's whole)."""
     from expspan_cli.config import read_yaml
 
-    return parse_reproduction(read_yaml(path, "recipe"), quick, str(path))
+    path = Path(path)
+    require(path.resolve() not in seen, f"recipe {path} extends itself (through {', '.join(map(str, seen))})")
+    raw = _mapping(read_yaml(path, "recipe"), str(path))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    require(isinstance(base, str), f"recipe field extends must be a recipe path, got {base!r}")
+    parent = path.parent / base
+    require(parent.is_file(), f"recipe {path} extends {base}, which does not exist", hint=f"looked for {parent}")
+    return deep_merge(read_recipe(parent, (*seen, path.resolve())), raw)
+
+
+def load_reproduction(path: str | Path, quick: bool = False) -> Reproduction:
+    return parse_reproduction(read_recipe(path), quick, str(path))

@@ -31,6 +31,7 @@ def write_report(paths: list[str | Path], out: str | Path, console: Console | No
     from expspan_cli.report.claims import check_claims
     from expspan_cli.report.figures import bench_figure, ppl_figure, recall_figure, ruler_average_figure, \
         ruler_groups_figure
+    from expspan_cli.report.headline import source_of
     from expspan_cli.report.readme import render_readme
     from expspan_cli.report.records import collect
     from expspan_cli.report.tables import comparison_table, ruler_groups_table, to_csv, to_latex, to_markdown, \
@@ -68,7 +69,8 @@ def write_report(paths: list[str | Path], out: str | Path, console: Console | No
             atomic_write_text(tmp / "training.csv", training.to_csv(index=False, float_format="%.4f"))
         drawn = {"Recall by distance": recall_figure(frame, tmp / "recall.png"),
                  "RULER average by length": ruler_average_figure(frame, tmp / "ruler_average.png", marks),
-                 "Perplexity by length": ppl_figure(frame, tmp / "ppl.png", marks=marks),
+                 "Perplexity by length": ppl_figure(frame, tmp / "ppl.png", marks=marks,
+                                                    corpus=source_of(col.plan, "pg19")),
                  "RULER by task group": ruler_groups_figure(groups, tmp / "ruler_groups.png"),
                  "Attention runtime and memory": bench_figure(col.bench, tmp / "runtime_memory.png")}
         figures = {name: path.name for name, path in drawn.items() if path is not None}

@@ -58,30 +58,61 @@ def _recall_jobs(plan: Plan, frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _pooled(frame: pd.DataFrame, rows: dict[str, str], job: str, cols: list[str]) -> dict[str, tuple]:
-    """attention -> (percent, low, high, facts) pooled over the facts of `cols`' buckets, for the rows whose records
-    count their facts."""
+    """attention -> (percent, low, high, facts, seeds) pooled over the facts of `cols`' buckets (the seed mean's
+    share, its 95 % Wilson interval over the facts), with `seeds` each seed's own share (empty for one seed), for the
+    rows whose records count their facts."""
     if "results" not in frame.attrs:
         return {}
     spec = fields(frame).set_index("column")
     buckets = [spec.loc[c, "x"] for c in cols]
-    out = {a: pooled(frame.attrs["results"], label, job, buckets) for a, label in rows.items()}
-    return {a: v for a, v in out.items() if v is not None}
+    per_seed = frame.attrs.get("per_seed")
+    out = {}
+    for a, label in rows.items():
+        share = pooled(frame.attrs["results"], label, job, buckets)
+        if share is None:
+            continue
+        seeds = [] if per_seed is None else sorted(s for s in per_seed.loc[per_seed["label"] == label, "seed"].unique()
+                                                   if s is not None)
+        by_seed = [pooled(per_seed[per_seed["seed"] == s], label, job, buckets) for s in seeds] if len(seeds) > 1 else []
+        out[a] = (*share, [b[0] for b in by_seed if b is not None])
+    return out
 
 
 def _pooled_verdict(fractions: dict[str, tuple], verdict: str, others: tuple[str, ...] = ("s2", "swa")) -> str:
-    """A 'holds' whose SE interval overlaps a compared row's is not resolved by these counts."""
+    """A 'holds' is resolved only when SE's interval clears each compared row's and, with seeds, every SE seed
+    beats every seed of the compared rows."""
     if verdict != "holds" or "se" not in fractions:
         return verdict
-    _, se_low, _, _ = fractions["se"]
-    overlap = any(fractions[a][2] >= se_low for a in others if a in fractions)
-    return "not resolved (95 % intervals overlap)" if overlap else verdict
+    _, se_low, _, _, se_seeds = fractions["se"]
+    compared = [fractions[a] for a in others if a in fractions]
+    if any(f[2] >= se_low for f in compared):
+        return "not resolved (95 % intervals overlap)"
+    if se_seeds and any(f[4] and max(f[4]) >= min(se_seeds) for f in compared):
+        return "not resolved (seed ranges overlap)"
+    return verdict
 
 
 def _pooled_text(rows: dict[str, str], fractions: dict[str, tuple]) -> str:
-    if not fractions:
-        return ""
-    return "; share of those facts recalled, 95 % Wilson interval, facts: " + ", ".join(
-        f"{rows[a]} {pct:.1f} % [{lo:.1f}, {hi:.1f}] of {n}" for a, (pct, lo, hi, n) in fractions.items())
+    def one(a: str, pct: float, lo: float, hi: float, n: int, seeds: list[float]) -> str:
+        spread = f" (mean of {len(seeds)} seeds, {min(seeds):.1f}-{max(seeds):.1f} %)" if seeds else ""
+        return f"{rows[a]} {pct:.1f} % [{lo:.1f}, {hi:.1f}] of {n}{spread}"
+
+    return ", ".join(one(a, *f) for a, f in fractions.items())
+
+
+def _shares(frame: pd.DataFrame, rows: dict[str, str], job: str, cols: list[str]
+            ) -> tuple[dict[str, float], dict[str, tuple], str]:
+    """Recall beyond a bound per attention: the share of the facts in `cols`' buckets (weighted by their counts,
+    seed mean) where the records count facts, else the mean of the bucket columns; the counted fractions; the
+    evidence text."""
+    fractions = _pooled(frame, rows, job, cols)
+    if fractions and set(fractions) == set(rows):
+        return ({a: f[0] for a, f in fractions.items()}, fractions,
+                f"share of the facts in {', '.join(cols)} recalled, 95 % Wilson interval, facts: "
+                + _pooled_text(rows, fractions))
+    means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()}
+    return means, {}, f"recall accuracy (%) over {', '.join(cols)}: " + ", ".join(
+        f"{rows[a]} {_fmt(v)}" for a, v in means.items())
 
 
 def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, window: int | None,
@@ -90,47 +121,41 @@ def _recall_checks(rows: dict[str, str], frame: pd.DataFrame, pre: int | None, w
     none = " (no row recalls anything: the models never learned the skill, so no variant can differ)"
     if attn == "same":  # Table 2's setting: each row runs its own fine-tuning attention at inference
         cols = _recall_beyond(frame, window, job) if "se" in rows and window else []
-        means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()} if cols else {}
+        if not cols:
+            return checks
+        means, fractions, evidence = _shares(frame, rows, job, cols)
         others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
-        if cols and others and not math.isnan(means["se"]):
-            fractions = _pooled(frame, rows, job, cols)
+        if others and not math.isnan(means["se"]):
             checks.append(Check("Run with its own attention at inference, SE-Attn recalls facts beyond the window "
                                 "better than S2-Attn and SW-Attn run with theirs",
                                 _pooled_verdict(fractions, "holds" if all(means["se"] > o for o in others)
-                                                else "does not hold"),
-                                f"recall accuracy (%) over {', '.join(cols)}: " +
-                                ", ".join(f"{rows[a]} {_fmt(v)}" for a, v in means.items()) +
-                                _pooled_text(rows, fractions)))
+                                                else "does not hold"), evidence))
         return checks
     if "base" in rows and "full" in rows and pre and _recall_beyond(frame, pre, job):
         cols = _recall_beyond(frame, pre, job)
-        base, full = _mean(frame.loc[rows["base"], cols]), _mean(frame.loc[rows["full"], cols])
+        pair = {a: rows[a] for a in ("base", "full")}
+        means, _, evidence = _shares(frame, pair, job, cols)
+        base, full = means["base"], means["full"]
         learned = bool(frame[columns_where(frame, job=job, metric="Recall")].fillna(0).to_numpy().any())
         checks.append(Check("Without fine-tuning, facts beyond the pre-training context are not recalled; "
                             "fine-tuning at the long context recovers them",
                             "cannot tell" if math.isnan(base) or math.isnan(full) or not learned else
-                            "holds" if full > base + 5 else "does not hold",
-                            f"recall accuracy (%) over {', '.join(cols)}: {rows['base']} {_fmt(base)}, "
-                            f"{rows['full']} {_fmt(full)}" + ("" if learned else none)))
+                            "holds" if full > base + 5 else "does not hold", evidence + ("" if learned else none)))
     if "se" in rows and window and _recall_beyond(frame, window, job):
         cols = _recall_beyond(frame, window, job)
-        means = {a: _mean(frame.loc[label, cols]) for a, label in rows.items()}
+        means, fractions, evidence = _shares(frame, rows, job, cols)
         others = [means[a] for a in ("s2", "swa") if a in means and not math.isnan(means[a])]
-        evidence = f"recall accuracy (%) over {', '.join(cols)}: " + ", ".join(
-            f"{rows[a]} {_fmt(v)}" for a, v in means.items())
         learned = any(v > 0 for v in means.values() if not math.isnan(v))
-        fractions = _pooled(frame, rows, job, cols)
         checks.append(Check("SE-Attn fine-tuning recalls facts beyond the window better than S2-Attn and SW-Attn",
                             "cannot tell" if not others or math.isnan(means["se"]) or not learned else
                             _pooled_verdict(fractions, "holds" if all(means["se"] > o for o in others)
-                                            else "does not hold"),
-                            evidence + _pooled_text(rows, fractions) + ("" if learned else none)))
+                                            else "does not hold"), evidence + ("" if learned else none)))
         if "full" in means and not math.isnan(means["full"]) and learned:
+            pair = {a: rows[a] for a in ("se", "full")}
+            _, _, pair_evidence = _shares(frame, pair, job, cols)
             checks.append(Check("SE-Attn tracks Full-Attn on recall beyond the window (within 5 points)",
                                 "holds" if abs(means["se"] - means["full"]) <= 5 else "does not hold",
-                                f"{rows['se']} {_fmt(means['se'])} vs {rows['full']} {_fmt(means['full'])}" +
-                                _pooled_text({a: rows[a] for a in ("se", "full")},
-                                             {a: f for a, f in fractions.items() if a in ("se", "full")})))
+                                pair_evidence))
     return checks
 
 

@@ -74,9 +74,10 @@ def ruler_average_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] 
                       marks=marks)
 
 
-def ppl_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = None) -> Path | None:
+def ppl_figure(frame: pd.DataFrame, path: Path, marks: dict[str, int] | None = None,
+               corpus: str | None = None) -> Path | None:
     lengths, values = series(frame, "PPL")
-    return _line_plot(path, lengths, values, "perplexity", "PPL by evaluation length",
+    return _line_plot(path, lengths, values, "perplexity", "PPL by evaluation length" + (f" ({corpus})" if corpus else ""),
                       log_y=True, marks=marks)
 
 

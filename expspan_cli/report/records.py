@@ -34,6 +34,9 @@ class PlannedRow:
     label: str
     method: str | None  # None: the non-fine-tuned row
     attn: str | None  # the fine-tuning attention
+    group: str | None = None  # the table row this seed's run belongs to (None: a row of its own)
+    seed: int | None = None
+    span: int | None = None  # the most keys a query attends to while fine-tuning (None: not fine-tuned)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class PlannedJob:
     kind: str
     attn: str  # "full" or "same" (the row's own attention)
     rows: list[str] | None  # None: every row
+    data: str | None = None  # the recipe data it reads
+    split: str | None = None
 
 
 @dataclass
@@ -79,6 +84,15 @@ class Collection:
 
     def get(self, row: str, job: str) -> Entry | None:
         return next((e for e in self.entries if e.row == row and e.job == job), None)
+
+    def group_of(self, name: str) -> tuple[str, int | None]:
+        """(the table row, the seed) of a run: a seeded run belongs to its grid entry's row."""
+        planned = next((r for r in self.plan.rows if r.name == name), None) if self.plan else None
+        return (planned.group, planned.seed) if planned and planned.group else (name, None)
+
+    def table_rows(self) -> list[tuple[str, str]]:
+        """(row, label) of the comparison table, in order: one per grid entry, its seeds merged."""
+        return list(dict.fromkeys((self.group_of(name)[0], label) for name, label in self.rows))
 
 
 def read_json(path: Path, problems: list[str]) -> Any:

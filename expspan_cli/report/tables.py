@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from expspan_cli.report.frame import results_frame
+from expspan_cli.report.frame import over_seeds, results_frame
 from expspan_cli.report.records import Collection
 
 
@@ -19,9 +19,11 @@ def column_order(column: str) -> tuple[str, int]:
 
 def comparison_table(col: Collection) -> pd.DataFrame:
     """One row per recipe row (its label), one column per (job, metric, x) of the results frame; NaN where a record
-    is missing. The first job of a kind with records gets the plain names (PPL 2048); later ones are prefixed by
-    their name. `attrs["fields"]` says what each column holds."""
-    long = results_frame(col)
+    is missing; a row fine-tuned with several seeds shows their mean. The first job of a kind with records gets the
+    plain names (PPL 2048); later ones are prefixed by their name. `attrs["fields"]` says what each column holds,
+    `attrs["results"]` the numbers in long form with their counts and seed spread, `attrs["per_seed"]` each run's."""
+    per_seed = results_frame(col)
+    long = over_seeds(per_seed)
     columns: dict[str, dict[str, float]] = {}
     spec = []
     seen_kinds: set[str] = set()
@@ -40,12 +42,14 @@ def comparison_table(col: Collection) -> pd.DataFrame:
         for name in sorted(block, key=column_order) if job.kind in ("pg19", "ruler") else block:
             columns[name] = block[name]
             spec.append((name, *keys[name]))
-    labels = dict(col.rows)
-    frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in col.rows] for c, v in columns.items()},
-                         index=[labels[r] for r, _ in col.rows])
+    rows = col.table_rows()
+    labels = dict(rows)
+    frame = pd.DataFrame({c: [v.get(r, math.nan) for r, _ in rows] for c, v in columns.items()},
+                         index=[labels[r] for r, _ in rows])
     frame.index.name = "Attention"
     frame.attrs["fields"] = pd.DataFrame(spec, columns=["column", "job", "kind", "metric", "x", "plain"])
-    frame.attrs["results"] = long  # the counts behind the cells (recall: facts per bucket)
+    frame.attrs["results"] = long  # the counts behind the cells (recall: facts per bucket) and the seed spread
+    frame.attrs["per_seed"] = per_seed
     # A record that holds NaN is not a missing record: its cells say NaN, and the claims flag them.
     frame.attrs["nan_cells"] = sorted((labels[r], c) for c, v in columns.items() for r, x in v.items()
                                       if isinstance(x, float) and math.isnan(x))
@@ -90,7 +94,8 @@ def training_table(col: Collection) -> pd.DataFrame:
     for row, manifest in col.training.items():
         summary = manifest.get("summary", {})
         everything = next((t for t in manifest.get("trainable", []) if t.get("group") == "all"), {})
-        rows.append({"row": labels.get(row, row), "method": manifest.get("method"),
+        seed = col.group_of(row)[1]
+        rows.append({"row": labels.get(row, row) + ("" if seed is None else f" (seed {seed})"), "method": manifest.get("method"),
                      "attention": manifest.get("attention"), "seq_len": manifest.get("seq_len"),
                      "steps": summary.get("steps"), "final_loss": summary.get("final_loss"),
                      "tokens_per_s": summary.get("tokens_per_s"), "wall_time_s": summary.get("wall_time_s"),

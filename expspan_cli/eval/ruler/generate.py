@@ -14,6 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from expspan_cli.data.ruler_format import NEEDLE, NIAH_PREFIX, NIAH_TEMPLATE, singular
 from expspan_cli.eval.ruler import fit as fitting
 from expspan_cli.eval.ruler import tasks as T
 from expspan_cli.eval.ruler.haystack import NOISE, Filler, draw_depths, insert_needles
@@ -23,7 +24,6 @@ from expspan_cli.errors import ExpspanError
 
 _ADJ, _NOUN = ADJECTIVES.split(), NOUNS.split()
 _POOL = sorted(set(ADJECTIVES.split() + NOUNS.split() + VERBS.split()))
-_NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
 _ICL_BUDGET = 500  # RULER builds the vt demonstration with a 500-token budget
 
 
@@ -45,11 +45,6 @@ def random_value(rng: random.Random, kind: str) -> str:
     raise ExpspanError(f"unknown needle type {kind!r}", hint="numbers, words or uuids")
 
 
-def _singular(text: str) -> str:
-    # RULER rewords the niah template when exactly one value is asked for.
-    return text.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer")
-
-
 def _format(template: str, context: str, **values: Any) -> tuple[str, int]:
     """template with its {context} filled, and the char offset where the context starts."""
     head, tail = template.split("{context}")
@@ -68,7 +63,7 @@ def niah(args: dict, rng: random.Random, size: int, filler: Filler | None) -> Pr
     for _ in range(args["num_k"]):
         keys.append(random_value(rng, args["type_k"]))
         values.append([random_value(rng, type_v) for _ in range(args["num_v"])])
-        needles += [_NEEDLE.format(type_v=type_v, key=keys[-1], value=v) for v in values[-1]]
+        needles += [NEEDLE.format(type_v=type_v, key=keys[-1], value=v) for v in values[-1]]
     rng.shuffle(needles)
     depths = draw_depths(rng, len(needles), _in_units(args))
     asked = rng.sample(range(args["num_k"]), args["num_q"])
@@ -77,14 +72,14 @@ def niah(args: dict, rng: random.Random, size: int, filler: Filler | None) -> Pr
     query = queries[0] if len(queries) == 1 else ", ".join(queries[:-1]) + ", and " + queries[-1]
     if filler is None:  # the "needle" haystack: `size` decoy needles for other keys, one per line
         taken = set(keys)
-        decoys = (_NEEDLE.format(type_v=type_v, key=k, value=random_value(rng, type_v))
+        decoys = (NEEDLE.format(type_v=type_v, key=k, value=random_value(rng, type_v))
                   for k in iter(lambda: random_value(rng, args["type_k"]), None) if k not in taken)
         filler = Filler.from_units(decoys, "\n", size)
     hay, starts = filler.take(size)
     context, offsets = insert_needles(hay, starts, filler.sep, needles, depths)
-    template, prefix, shown_v = T.NIAH_TEMPLATE, T.NIAH_PREFIX, type_v
+    template, prefix, shown_v = NIAH_TEMPLATE, NIAH_PREFIX, type_v
     if args["num_q"] * args["num_v"] == 1:
-        template, prefix, shown_v = _singular(template), _singular(prefix), type_v[:-1]
+        template, prefix, shown_v = singular(template), singular(prefix), type_v[:-1]
     text, at = _format(template, context, type_needle_v=shown_v, query=query)
     return Prompt(text, prefix.format(type_needle_v=shown_v, query=query), answers,
                   [{"offset": at + o, "text": n, "depth": int(d)} for o, n, d in zip(offsets, needles, depths)])
@@ -217,7 +212,7 @@ class Generator:
                 self.unit = NOISE
                 self.filler = Filler.from_units(itertools.repeat(NOISE), "\n", self._cap(self.budget))
             else:
-                self.unit, self.filler = _NEEDLE, None
+                self.unit, self.filler = NEEDLE, None
         self.icl_size = self._icl_size() if spec.kind == "vt" else 0
         # Sample -1 is never emitted: it calibrates the size every sample starts its own fit from.
         self.calibration = fitting.calibrate(self._builder(-1), self.count, self.budget, *self._size_range())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from expspan_cli.errors import ExpspanError
+from expspan_cli.errors import ExpspanError, require
 from expspan_cli.eval import defaults
 from expspan_cli.eval.loading import prepare_model
 from expspan_cli.eval.records import write_record
@@ -44,7 +45,7 @@ def generate_samples(specs: list[TaskSpec], lengths: list[int], tokenizer: Any, 
                 source = text_id(essay)
             for length in lengths:
                 key = {"task": spec.name, "length": length, "tokenizer": tok_hash, "seed": seed, "count": count,
-                       "source": source}
+                       "source": source, "generate": spec.tokens_to_generate}
 
                 def make() -> list[dict]:
                     gen = Generator(spec, tokenizer, length, seed, essay=essay, qa_data=qa_data.get(dataset))
@@ -130,9 +131,14 @@ def evaluate_ruler(model: str, lengths: list[int], out: str | Path, *, tasks: st
                    qa_files: dict[str, str] | None = None, attn: str = "full", attn_params: dict[str, Any] | None = None,
                    adapter: str | None = None, tokenizer: str | None = None, inspect_retrieval: bool = False,
                    oracle: bool = False, cache_dir: str | Path | None = None, allow_extrapolation: bool = False,
-                   device: str | None = None, quiet: bool = False) -> Path:
+                   answer_tokens: int | None = None, device: str | None = None, quiet: bool = False) -> Path:
+    """`answer_tokens` replaces each task's generation budget (upstream: 128 for niah), so a short-context model
+    whose answers are a few tokens can be scored at lengths where 128 would not leave room for the prompt."""
     start = time.perf_counter()
     specs = resolve_tasks(tasks)
+    if answer_tokens is not None:
+        require(answer_tokens > 0, f"answer_tokens must be a positive number of tokens, got {answer_tokens}")
+        specs = [dataclasses.replace(s, tokens_to_generate=answer_tokens) for s in specs]
     if inspect_retrieval and attn != "se":
         raise ExpspanError("--inspect records SE-Attn retrievals, so it needs --attn se")
     needs_essay = any(s.args.get("haystack") == "essay" for s in specs)
@@ -147,5 +153,6 @@ def evaluate_ruler(model: str, lengths: list[int], out: str | Path, *, tasks: st
               "haystack": haystack, "data": data, "split": split, "qa_files": qa_files or {}, "attn": attn,
               "attn_params": attn_params or {}, "predictor": "oracle" if oracle else "greedy",
               "inspect": inspect_retrieval, "cache_dir": str(cache_dir), "allow_extrapolation": allow_extrapolation,
-              "essay_id": text_id(essay) if essay else None}
+              "essay_id": text_id(essay) if essay else None,
+              "answer_tokens": answer_tokens}
     return write_record(out, "ruler", metrics, config, identity, adapter, attention, time.perf_counter() - start)

@@ -8,10 +8,6 @@ from typing import Any
 
 from expspan_cli.errors import ExpspanError
 
-NIAH_TEMPLATE = ("Some special magic {type_needle_v} are hidden within the following text. Make sure to memorize it. "
-                 "I will quiz you about the {type_needle_v} afterwards.\n{context}\n"
-                 "What are all the special magic {type_needle_v} for {query} mentioned in the provided text?")
-NIAH_PREFIX = " The special magic {type_needle_v} for {query} mentioned in the provided text are"
 VT_TEMPLATE = ("Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\n"
                "Question: Find all variables that are assigned the value {query} in the text above.")
 VT_PREFIX = (" Answer: According to the chain(s) of variable assignment in the text above, {num_v} variables are "

@@ -69,7 +69,7 @@ def test_seeded_rows_show_the_mean_and_a_claim_needs_every_seed_to_agree():
     frame = comparison_table(col)
     assert list(frame.index) == ["A", "B"]
     assert frame.loc["A", "Recall >512"] == pytest.approx(70.0) and frame.loc["B", "Recall >512"] == pytest.approx(47.333333)
-    fractions = _pooled(frame, {"se": "A", "swa": "B"}, "recall", ["Recall >512"])
+    fractions = _pooled(frame, {"se": "A", "swa": "B"}, "recall", [">512"])
     assert fractions["se"][3] == 200 and sorted(fractions["se"][4]) == [60.0, 70.0, 80.0]
     # The means' intervals separate (70 vs 47 of 200 facts), but B's best seed beats A's worst: not resolved.
     assert _pooled_verdict(fractions, "holds", ("swa",)) == "not resolved (seed ranges overlap)"

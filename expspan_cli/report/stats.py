@@ -1,4 +1,5 @@
-"""Counts behind the percentages: facts recalled pooled over distance buckets, with 95 % Wilson score intervals
+"""Counts behind the percentages: facts recalled pooled over distance buckets (RULER samples over lengths), with 95 %
+Wilson score intervals
 (right at 0 % and 100 % and for small counts, where the normal approximation is not)."""
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def pooled(results: pd.DataFrame, label: str, job: str, buckets: list) -> tuple[float, float, float, int] | None:
-    """Percent of the facts in `buckets` that the row recalled, its 95 % interval (percent) and the count of facts;
-    None when the records do not count their facts."""
-    part = results[(results["label"] == label) & (results["job"] == job) & (results["metric"] == "Recall")
+def pooled(results: pd.DataFrame, label: str, job: str, buckets: list, metric: str = "Recall"
+           ) -> tuple[float, float, float, int] | None:
+    """Percent of the items in `buckets` (facts by distance; RULER: samples by length) that the row got right, its
+    95 % interval (percent) and the count of items; None when the records do not count them."""
+    part = results[(results["label"] == label) & (results["job"] == job) & (results["metric"] == metric)
                    & results["x"].isin(buckets)]
     if part.empty or part["n"].isna().any():
         return None

@@ -193,9 +193,10 @@ def finetune_cost(
 
 @app.command("threads")
 def threads(
-    settings: str = typer.Option("2:default,1:default,2:PASSIVE,1:PASSIVE", "--settings",
+    settings: str = typer.Option("2:default,1:default,2:PASSIVE,1:PASSIVE,auto:default", "--settings",
                                  help="Comma list of THREADS:WAIT_POLICY (OpenMP: default, PASSIVE or ACTIVE); "
-                                      "the first is the baseline."),
+                                      "THREADS 'auto' is what training does (train/threads.py); the first is the "
+                                      "baseline."),
     seconds: float = typer.Option(8.0, "--seconds", min=1, help="Timed seconds per measurement."),
     json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as JSON here."),
 ) -> None:
@@ -207,16 +208,17 @@ def threads(
     chosen = []
     for item in settings.split(","):
         count, _, policy = item.partition(":")
-        if not count.isdigit() or int(count) < 1 or policy not in ("default", "PASSIVE", "ACTIVE"):
+        if not (count == "auto" or count.isdigit() and int(count) >= 1) or policy not in ("default", "PASSIVE",
+                                                                                          "ACTIVE"):
             raise ExpspanError(f"--settings takes THREADS:POLICY items, got {item!r}", hint="e.g. 2:PASSIVE")
-        chosen.append((int(count), policy))
+        chosen.append((count if count == "auto" else int(count), policy))
     rows = bench_threads(chosen, seconds=seconds)
     table = Table(title="tiny-hybrid training, tokens/s by threads and OpenMP wait policy")
-    for col in ("load", "threads", "wait policy", "tokens/s", "vs baseline idle"):
+    for col in ("load", "threads", "wait policy", "tokens/s", "vs baseline idle", "threads at the end"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["load"], str(r["threads"]), r["wait_policy"], f"{r['tokens_per_s']:,.0f}",
-                      f"{r['vs_first_idle']:.2f}")
+                      f"{r['vs_first_idle']:.2f}", str(r["threads_used"]))
     Console().print(table)
     if json_path is not None:
         atomic_write_json(json_path, {"rows": rows, "provenance": provenance()})

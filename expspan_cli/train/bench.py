@@ -83,7 +83,10 @@ import json, sys, time
 import torch
 import transformers as tf
 from expspan_cli.models.tiny import RECALL_SHAPE, tiny_hybrid_config
-torch.set_num_threads(int(sys.argv[1]))
+from expspan_cli.train.threads import ThreadGovernor
+auto = sys.argv[1] == "auto"
+torch.set_num_threads(torch.get_num_threads() if auto else int(sys.argv[1]))
+governor = ThreadGovernor(interval=1.0) if auto else None
 torch.manual_seed(0)
 model = tf.AutoModelForCausalLM.from_config(tiny_hybrid_config(256, **RECALL_SHAPE))
 opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -92,23 +95,29 @@ def step():
     model(input_ids=x, labels=x).loss.backward()
     opt.step()
     opt.zero_grad()
+    if governor is not None:
+        governor.update()
+warm = time.perf_counter()
 step()
+while auto and time.perf_counter() - warm < 1.5:  # past the governor's first decision
+    step()
 start, n = time.perf_counter(), 0
 while n < 3 or time.perf_counter() - start < float(sys.argv[4]):
     step()
     n += 1
-print(json.dumps({"tokens_per_s": x.numel() * n / (time.perf_counter() - start), "steps": n}))
+print(json.dumps({"tokens_per_s": x.numel() * n / (time.perf_counter() - start), "steps": n,
+                  "threads_used": torch.get_num_threads()}))
 """
 
 _SPINNER = "import time\nwhile True:\n    time.perf_counter()\n"
 
 
-def bench_threads(settings: list[tuple[int, str]], batch: int = 8, seq_len: int = 256,
+def bench_threads(settings: list[tuple[int | str, str]], batch: int = 8, seq_len: int = 256,
                   seconds: float = 8.0) -> list[dict[str, Any]]:
     """Training tokens/s of tiny-recall-hybrid (the embedded default's pre-training: 8 rows of 256, a 256-token
-    vocabulary) for each (torch threads,
-    OpenMP wait policy), on an idle machine and with one other process spinning on a core; each measurement in a
-    fresh process, since the wait policy is read once, when the OpenMP runtime starts."""
+    vocabulary) for each (torch threads or "auto", OpenMP wait policy), on an idle machine and with one other
+    process spinning on a core; each measurement in a fresh process, since the wait policy is read once, when the
+    OpenMP runtime starts."""
     import os
     import subprocess
     import sys
@@ -119,6 +128,8 @@ def bench_threads(settings: list[tuple[int, str]], batch: int = 8, seq_len: int 
         try:
             for threads, policy in settings:
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                if threads == "auto":  # every core to start with; the governor gives threads up under load
+                    env.pop("OMP_NUM_THREADS")
                 env.pop("OMP_WAIT_POLICY", None)
                 if policy != "default":
                     env["OMP_WAIT_POLICY"] = policy

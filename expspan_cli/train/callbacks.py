@@ -29,7 +29,8 @@ def peak_memory_mb() -> float:
 
 
 class MetricsCallback(TrainerCallback):
-    """One JSON line per logged step: step, loss, lr, grad_norm, tokens/s (since the previous log), peak memory."""
+    """One JSON line per logged step: step, loss, lr, grad_norm, tokens/s (since the previous log), peak memory,
+    CPU threads."""
 
     def __init__(self, path: Path, tokens_per_step: int, progress: Progress | None = None):
         self.path, self.tokens_per_step, self.progress = path, tokens_per_step, progress
@@ -53,7 +54,7 @@ class MetricsCallback(TrainerCallback):
         self.last_time, self.last_step = now, state.global_step
         record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
                   "grad_norm": logs.get("grad_norm"), "tokens_per_s": rate, "peak_mem_mb": peak_memory_mb(),
-                  "time": time.time()}
+                  "threads": torch.get_num_threads(), "time": time.time()}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.task is not None:
@@ -64,6 +65,26 @@ class MetricsCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.task is not None:
             self.progress.stop()
+
+
+class ThreadsCallback(TrainerCallback):
+    """On CPU, the thread count follows the machine's load (train/threads.py); each logged step records it."""
+
+    def __init__(self):
+        self.governor = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from expspan_cli.train.threads import ThreadGovernor
+
+        self.governor = None if torch.cuda.is_available() else ThreadGovernor()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.governor is not None:
+            self.governor.update()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.governor is not None:  # the next stage in this process starts from the count this one had
+            torch.set_num_threads(self.governor.cap)
 
 
 def training_progress() -> Progress:

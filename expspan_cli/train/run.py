@@ -250,8 +250,8 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
 
     from expspan_cli.train.adapters import apply_method, print_trainable_table, trainable_table
     from expspan_cli.train.blocks import collate, training_blocks
-    from expspan_cli.train.callbacks import (CompleteCheckpointCallback, MetricsCallback, last_complete_checkpoint,
-                                             training_progress, truncate_metrics)
+    from expspan_cli.train.callbacks import (CompleteCheckpointCallback, MetricsCallback, ThreadsCallback,
+                                             last_complete_checkpoint, training_progress, truncate_metrics)
     data_dir = Path(recipe.data)
     blocks, prepared, seq_len = training_blocks(data_dir, recipe.split, recipe.seq_len)
     base = plan_base(recipe, kind, prepared, seq_len)
@@ -284,7 +284,7 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
         truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
     tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
-                 CompleteCheckpointCallback()] + _tensorboard(run)
+                 CompleteCheckpointCallback(), ThreadsCallback()] + _tensorboard(run)
     trainer = trainer_class(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     start = time.time()

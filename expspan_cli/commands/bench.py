@@ -177,17 +177,20 @@ def finetune_cost(
                                                          "hylora+full, full+full."),
     json_path: Path = typer.Option(None, "--out", "--json", help="Write the record as JSON here."),
 ) -> None:
-    """Tokens/s and peak memory of the paper's fine-tuning configurations, each in a fresh process, in one run."""
+    """Tokens/s, peak memory and where the step time goes (attention, Mamba-2, the rest) of the paper's fine-tuning
+    configurations, each in a fresh process, in one run."""
     from expspan_cli.train.bench import bench_finetune
 
     rows = bench_finetune(str(data), model=model, steps=steps, configs=configs.split(",") if configs else None,
                           json_path=json_path)
     table = Table(title=f"fine-tuning cost at {rows[0]['seq_len']} tokens, {model}")
-    for col in ("config", "tokens/s", "peak MB", "vs longlora", "trainable"):
+    for col in ("config", "tokens/s", "peak MB", "vs longlora", "trainable", "attention", "Mamba-2", "rest"):
         table.add_column(col, justify="right")
     for r in rows:
+        share = r["time_share"]
         table.add_row(r["config"], f"{r['tokens_per_s']:,.0f}", f"{r['peak_mem_mb']:,.0f}",
-                      f"{r.get('speed_vs_longlora', float('nan')):.2f}", f"{r['trainable_params']:,}")
+                      f"{r.get('speed_vs_longlora', float('nan')):.2f}", f"{r['trainable_params']:,}",
+                      *(f"{100 * share[k]:.0f} %" for k in ("attention", "mamba", "rest")))
     Console().print(table)
 
 

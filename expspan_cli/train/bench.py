@@ -28,10 +28,11 @@ def scaled_attention(variant: str, seq_len: int) -> dict[str, Any]:
 
 
 def _train_one(recipe: dict[str, Any], out: str) -> None:
+    from expspan_cli.train.layer_times import LayerTimesCallback
     from expspan_cli.train.recipe import TrainRecipe
     from expspan_cli.train.run import run_training
 
-    run_training(TrainRecipe(**recipe), out, kind="finetune")
+    run_training(TrainRecipe(**recipe), out, kind="finetune", callbacks=[LayerTimesCallback(out)])
 
 
 def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, configs: list[str] | None = None,
@@ -40,6 +41,7 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
     with tokens/s, peak memory and ratios to longlora and hylora+full; optionally write them as a record."""
     from expspan_cli.data import load_prepared
     from expspan_cli.models.zoo import is_random_preset
+    from expspan_cli.train.layer_times import FILE as LAYER_TIMES, time_split
     from expspan_cli.train.recipe import build_recipe
 
     require(steps >= 2, "--max-steps must be at least 2 (the first step is warm-up)")
@@ -62,10 +64,11 @@ def bench_finetune(data: str, *, model: str = "tiny-hybrid", steps: int = 5, con
             steps_log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
             timed = [s["tokens_per_s"] for s in steps_log[1:] if s.get("tokens_per_s")]
             trainable = json.loads((out / "manifest.json").read_text())["trainable"][-1]["trainable"]
+            split = time_split(json.loads((out / LAYER_TIMES).read_text()))
             rows.append({"config": name, "method": method, "attention": attn, "seq_len": seq_len,
                          "attn_params": recipe.attn_params, "tokens_per_s": sum(timed) / len(timed),
                          "peak_mem_mb": max(s["peak_mem_mb"] for s in steps_log), "trainable_params": trainable,
-                         "final_loss": steps_log[-1]["loss"]})
+                         "final_loss": steps_log[-1]["loss"], "time_share": split})
     by_name = {r["config"]: r for r in rows}
     for row in rows:
         for base in ("longlora", "hylora+full", "full+full"):

@@ -225,9 +225,10 @@ def _check_vocab(prepared: Any, tok: Any, model: torch.nn.Module) -> None:
 
 
 def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune", resume: bool = False,
-                 console: Console | None = None) -> Path:
+                 console: Console | None = None, callbacks: list[Any] | None = None) -> Path:
     """Train per `recipe` into run directory `out` (see module doc); returns it. Validates everything a user can
-    get wrong before the directory is created, and holds a lock on it while training (main process)."""
+    get wrong before the directory is created, and holds a lock on it while training (main process). `callbacks`
+    join the Trainer's (benchmarks add their probes)."""
     import contextlib
 
     from expspan_cli.runs import output_lock
@@ -242,10 +243,10 @@ def run_training(recipe: TrainRecipe, out: str | Path, *, kind: str = "finetune"
     run = Path(out)
     with output_lock(run) if _is_main() else contextlib.nullcontext():
         _check_run_dir(run, recipe, resume)
-        return _train(recipe, run, kind, resume, console)
+        return _train(recipe, run, kind, resume, console, callbacks or [])
 
 
-def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Console) -> Path:
+def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Console, extra: list[Any]) -> Path:
     from transformers import PrinterCallback, Trainer, set_seed
 
     from expspan_cli.train.adapters import apply_method, print_trainable_table, trainable_table
@@ -284,7 +285,7 @@ def _train(recipe: TrainRecipe, run: Path, kind: str, resume: bool, console: Con
         truncate_metrics(metrics, int(checkpoint.name.split("-")[1]) if checkpoint else 0)
     tokens_per_step = seq_len * recipe.per_device_batch_size * recipe.grad_accum * _world_size()
     callbacks = [MetricsCallback(metrics, tokens_per_step, training_progress() if _is_main() else None),
-                 CompleteCheckpointCallback(), ThreadsCallback()] + _tensorboard(run)
+                 CompleteCheckpointCallback(), ThreadsCallback()] + _tensorboard(run) + extra
     trainer = trainer_class(model=model, args=args, train_dataset=blocks, data_collator=collate, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     start = time.time()

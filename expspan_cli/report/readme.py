@@ -128,6 +128,7 @@ def render_readme(col: Collection, frame: pd.DataFrame, checks: list[Check], fig
         out += ["## Fine-tuning runs", "", to_markdown(training.set_index("row"), digits=3), ""]
     if not groups.empty:
         wide = groups.pivot_table(index=["row", "group"], columns="length", values="accuracy", sort=False)
+        wide = wide[sorted(wide.columns)]  # by length, not in the order the records list them
         wide.columns = [f"RULER {c}" for c in wide.columns]
         wide.index = [f"{r} · {g}" for r, g in wide.index]
         wide.index.name = "row · task group"

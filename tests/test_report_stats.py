@@ -63,3 +63,9 @@ def test_recall_by_distance_is_drawn_with_its_intervals(tmp_path):
     frame = comparison_table(_collection({"0-256": 90.0, ">256": 40.0}, {"0-256": 10, ">256": 10}))
     path = recall_figure(frame, tmp_path / "recall.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_empty_bucket_adds_no_facts_to_the_pooled_share():
+    frame = comparison_table(_collection({"512-1024": 80.0, ">1024": None}, {"512-1024": 10, ">1024": 0}))
+    pct, _, _, n = pooled(frame.attrs["results"], "A", "recall", ["512-1024", ">1024"])
+    assert (pct, n) == (pytest.approx(80.0), 10)

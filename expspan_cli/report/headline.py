@@ -30,7 +30,7 @@ def _with_interval(value: object, n: object) -> str:
         return "—"
     if not isinstance(n, int) or n <= 0:
         return f"{value:.1f}"
-    lo, hi = wilson(round(value / 100 * n), n)
+    lo, hi = wilson(value / 100 * n, n)
     return f"{value:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 Z95 = 1.959964  # two-sided 95 %
 
 
-def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson(hits: float, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of hits / n, as fractions in [0, 1]."""
     if n <= 0:
         return math.nan, math.nan
@@ -33,6 +33,7 @@ def pooled(results: pd.DataFrame, label: str, job: str, buckets: list, metric: s
     n = int(part["n"].sum())
     if n == 0:
         return None
-    hits = int(sum(round(float(v) / 100 * int(c)) for v, c in zip(part["value"], part["n"])))
+    # A seed mean's count of hits need not be whole; rounding it would move the share off the table's cell.
+    hits = math.fsum(float(v) / 100 * int(c) for v, c in zip(part["value"], part["n"]) if c)  # empty: no value
     lo, hi = wilson(hits, n)
     return 100 * hits / n, 100 * lo, 100 * hi, n

@@ -24,12 +24,23 @@ def _machine(col: Collection) -> str:
     return "unknown (no stage manifest)"
 
 
+def _versions(col: Collection) -> str | None:
+    for manifest in col.stages.values():
+        versions = (manifest.get("provenance") or {}).get("versions")
+        if versions:
+            return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+    return None
+
+
 def _stage_seconds(manifest: dict[str, Any]) -> float:
     return float(manifest.get("wall_time_s") or (manifest.get("summary") or {}).get("wall_time_s") or 0.0)
 
 
 def _timing(col: Collection, timing: dict[str, Any] | None) -> list[str]:
     lines = [f"- Machine: {_machine(col)}."]
+    versions = _versions(col)
+    if versions:
+        lines.append(f"- Versions: {versions}.")
     by_kind: dict[str, float] = {}
     for stage_id, manifest in col.stages.items():
         kind = stage_id.split(":", 1)[0]

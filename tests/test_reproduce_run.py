@@ -76,9 +76,12 @@ def test_eval_recall_gives_the_recipe_jobs_numbers(quick, tmp_path):
     root, _ = quick
     run = root / "run"
     job = json.loads(next((run / "eval" / "se" / "recall").glob("recall-*.json")).read_text())
+    config = job["config"]
+    assert config["split"] == "test"  # the recipe's numbers come from the held-out split
     result = run_cli("eval", "recall", "--model", run / "finetune" / "se", "--data", run / "data" / "synthetic",
-                     "--lengths", ",".join(map(str, job["config"]["lengths"])), "--allow-extrapolation",
-                     "--out", tmp_path, "--quiet")
+                     "--lengths", ",".join(map(str, config["lengths"])), "--split", config["split"],
+                     "--edges", ",".join(map(str, config["edges"])), "--allow-extrapolation", "--out", tmp_path,
+                     "--quiet")
     assert result.exit_code == 0, result.output
     mine = json.loads(next(tmp_path.glob("recall-*.json")).read_text())
     assert mine["metrics"] == job["metrics"]

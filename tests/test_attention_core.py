@@ -121,6 +121,35 @@ def test_causal_mode_outputs_ignore_later_tokens_and_paper_mode_does_not():
     assert diff > 1e-3, "the paper's chunk-level score should let later queries change earlier outputs"
 
 
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="the atomic accumulation it guards against needs threads")
+def test_se_gradients_are_the_same_bits_every_run():
+    # Long enough that the block-gradient scatter runs on several threads, with many chunks retrieving the same
+    # blocks: float atomics would add the duplicates in another order each run.
+    q, k, v = support.qkv(2048, batch=1, heads=2, kv_heads=2, dim=64, requires_grad=True)
+    params = SEParams(chunk_sizes=(128,), block_size=32, top_k=8, retrieval="shared")
+    runs = [grads(lambda q, k, v: se_attention(q, k, v, params), (q, k, v))[1] for _ in range(4)]
+    assert all(torch.equal(a, b) for other in runs[1:] for a, b in zip(runs[0], other))
+
+
+def test_block_gradients_land_where_they_were_gathered_in_any_layout():
+    from expspan_cli.attention.lse_merge import _scatter_blocks
+
+    rows, n_chunks, chunk, s, dim = 3, 4, 8, 2, 5
+    per_row = n_chunks * chunk // s
+    flat = torch.randint(0, per_row, (rows, n_chunks - 1, 3)) + (torch.arange(rows) * per_row).view(rows, 1, 1)
+    blocks = torch.randn(rows, n_chunks - 1, 3 * s, dim)
+    expected = torch.zeros(rows * per_row, s, dim)
+    for i, b in enumerate(flat.reshape(-1).tolist()):  # the obvious loop
+        expected[b] += blocks.reshape(-1, s, dim)[i]
+    for layout in ("sequence-major", "chunks that do not merge"):
+        if layout == "sequence-major":
+            grad = torch.zeros(n_chunks * chunk, rows, dim).permute(1, 0, 2).view(rows, n_chunks, chunk, dim)
+        else:
+            grad = torch.zeros(rows, chunk, n_chunks, dim).transpose(1, 2)
+        _scatter_blocks(grad, blocks, flat, s)
+        torch.testing.assert_close(grad.reshape(rows * per_row, s, dim), expected)
+
+
 def test_chunk_size_is_drawn_per_call_from_the_list():
     q, k, v = qkv(64)
     params = SEParams(chunk_sizes=(16, 32), block_size=4, top_k=1)

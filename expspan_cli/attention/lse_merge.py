@@ -13,6 +13,7 @@ Layout: (batch * heads) is the flash batch and chunks are its heads, so chunks 1
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,15 +54,36 @@ def gather_blocks(x: torch.Tensor, flat_index: torch.Tensor, block_size: int) ->
 
 def _scatter_blocks(grad: torch.Tensor, grad_blocks: torch.Tensor, flat_index: torch.Tensor, block_size: int) -> None:
     """Add the gathered blocks' gradients back into grad [N, T, M, D] in place, whatever its strides (the flash
-    backward returns a sequence-major layout, and a contiguous copy would cost a whole extra tensor)."""
-    rows, n_chunks, chunk, dim = grad.shape
+    backward returns a sequence-major layout, and a contiguous copy would cost a whole extra tensor).
+
+    Deterministic: one index_add_ per row (into that row's sequence, viewed as blocks), which adds duplicates in
+    index order; index_put_(accumulate=True) adds float duplicates with atomics on several CPU threads, so the same
+    run would give other weights in the last digits each time."""
+    _, n_chunks, chunk, dim = grad.shape
     per_chunk = chunk // block_size
     per_row = n_chunks * per_chunk
-    flat = flat_index.reshape(-1, 1)
-    block = flat % per_row
-    offsets = torch.arange(block_size, device=grad.device)
-    grad.index_put_((flat // per_row, block // per_chunk, (block % per_chunk) * block_size + offsets),
-                    grad_blocks.reshape(-1, block_size, dim), accumulate=True)
+    flat = flat_index.reshape(flat_index.shape[0], -1)  # a row's blocks are all in that row of grad
+    owners = (flat[:, 0] // per_row).tolist()
+    local = flat % per_row
+    blocks = grad_blocks.reshape(flat.shape[0], -1, block_size, dim)
+    for i, row in enumerate(owners):
+        try:
+            grad[row].view(per_row, block_size, dim).index_add_(0, local[i], blocks[i])
+        except RuntimeError:  # a row whose chunks do not merge into one strided sequence: sorted accumulation
+            offsets = torch.arange(block_size, device=grad.device)
+            with _deterministic():
+                grad[row].index_put_(((local[i] // per_chunk)[:, None], (local[i] % per_chunk)[:, None] * block_size
+                                      + offsets), blocks[i], accumulate=True)
+
+
+@contextlib.contextmanager
+def _deterministic():
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def merge_into(out: torch.Tensor, lse: torch.Tensor, out_b: torch.Tensor, lse_b: torch.Tensor) -> None:

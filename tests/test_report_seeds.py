@@ -85,3 +85,12 @@ def test_the_main_table_is_short_and_gives_spans_and_intervals():
     assert main.loc["A", "Span (keys)"] == "768"
     assert main.loc["A", "Recall >512"] == "70.0 [63, 76]"  # Wilson of 140 / 200
     assert seed_spread(frame) is None  # one seed a row: no spread to show
+
+
+@pytest.mark.parametrize("se, sw, verdict, read", [
+    ((24.0, 14.3, 37.4, 50, []), (28.0, 17.5, 41.7, 50, []), "does not hold", "not resolved (95 % intervals overlap)"),
+    ((10.0, 5.0, 18.0, 50, []), (50.0, 40.0, 60.0, 50, []), "does not hold", "does not hold"),
+    ((50.0, 40.0, 60.0, 50, []), (10.0, 5.0, 18.0, 50, []), "holds", "holds"),
+    ((50.0, 40.0, 60.0, 50, []), (30.0, 20.0, 41.0, 50, []), "holds", "not resolved (95 % intervals overlap)")])
+def test_a_verdict_stands_only_where_the_intervals_separate(se, sw, verdict, read):
+    assert _pooled_verdict({"se": se, "swa": sw}, verdict, ("swa",)) == read

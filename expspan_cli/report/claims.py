@@ -84,12 +84,15 @@ def _buckets(frame: pd.DataFrame, cols: list[str]) -> list:
 
 
 def _pooled_verdict(fractions: dict[str, tuple], verdict: str, others: tuple[str, ...] = ("s2", "swa")) -> str:
-    """A 'holds' is resolved only when SE's interval clears each compared row's and, with seeds, every SE seed
-    beats every seed of the compared rows."""
-    if verdict != "holds" or "se" not in fractions:
+    """'SE beats the others', read off the counts: it holds only when SE's 95 % interval clears each compared
+    row's and, with seeds, every SE seed beats every seed of the compared rows; it does not hold only when some
+    compared row's interval lies above SE's; anything between is not resolved by these counts."""
+    if "se" not in fractions or verdict not in ("holds", "does not hold"):
         return verdict
-    _, se_low, _, _, se_seeds = fractions["se"]
+    _, se_low, se_high, _, se_seeds = fractions["se"]
     compared = [fractions[a] for a in others if a in fractions]
+    if verdict == "does not hold":
+        return verdict if any(f[1] > se_high for f in compared) else "not resolved (95 % intervals overlap)"
     if any(f[2] >= se_low for f in compared):
         return "not resolved (95 % intervals overlap)"
     if se_seeds and any(f[4] and max(f[4]) >= min(se_seeds) for f in compared):

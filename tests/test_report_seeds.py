@@ -94,3 +94,22 @@ def test_the_main_table_is_short_and_gives_spans_and_intervals():
     ((50.0, 40.0, 60.0, 50, []), (30.0, 20.0, 41.0, 50, []), "holds", "not resolved (95 % intervals overlap)")])
 def test_a_verdict_stands_only_where_the_intervals_separate(se, sw, verdict, read):
     assert _pooled_verdict({"se": se, "swa": sw}, verdict, ("swa",)) == read
+
+
+def test_the_new_options_refuse_bad_values_in_one_line(tmp_path):
+    import yaml
+
+    from support import refused, run_cli
+
+    refused(run_cli("eval", "ruler", "--model", "x", "--answer-tokens", "0"), "--answer-tokens")
+    refused(run_cli("prepare", "synthetic", "--out", tmp_path / "p", "--ruler-share", "2"), "--ruler-share")
+    assert not (tmp_path / "p").exists()
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "tiny.yaml").read_text())
+    recipe["data"]["facts"]["options"]["ruler_share"] = 1.5
+    recipe["eval"][0]["answer_tokens"] = 12  # a recall job: not one of its options
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(recipe))
+    refused(run_cli("reproduce", tmp_path / "bad.yaml", "--dry-run", "--out", tmp_path / "run"), "ruler_share")
+    recipe["data"]["facts"]["options"]["ruler_share"] = 0.25
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(recipe))
+    refused(run_cli("reproduce", tmp_path / "bad.yaml", "--dry-run", "--out", tmp_path / "run"), "answer_tokens")
+    assert not (tmp_path / "run").exists()

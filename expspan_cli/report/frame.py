@@ -4,7 +4,6 @@ the one schema the tables pivot and the figures and claims filter by field, and 
 from __future__ import annotations
 
 import math
-import statistics
 
 import pandas as pd
 
@@ -36,7 +35,7 @@ def _number(value: object) -> float:
 
 def over_seeds(long: pd.DataFrame) -> pd.DataFrame:
     """One line per (row, job, metric, x): the mean over the row's seeds (NaN if any seed gave NaN), the per-seed
-    count n, how many seeds, their standard deviation (NaN for one seed), lowest and highest."""
+    count n, how many seeds, the lowest and the highest."""
     groups: dict[tuple, list] = {}
     for line in long.itertuples(index=False):
         groups.setdefault(tuple(getattr(line, k) for k in _KEY), []).append(line)
@@ -45,11 +44,10 @@ def over_seeds(long: pd.DataFrame) -> pd.DataFrame:
         values = [_number(line.value) for line in lines]
         numeric = any(isinstance(line.value, (int, float)) for line in lines)
         mean = math.fsum(values) / len(values) if numeric else lines[0].value
-        sd = statistics.stdev(values) if numeric and len(values) > 1 else math.nan
         counts = [line.n for line in lines if line.n is not None]
-        out.append((*key, mean, counts[0] if counts else None, len(lines), sd,
+        out.append((*key, mean, counts[0] if counts else None, len(lines),
                     min(values) if numeric else math.nan, max(values) if numeric else math.nan))
-    return pd.DataFrame(out, columns=_KEY + ["value", "n", "seeds", "sd", "low", "high"], dtype=object)
+    return pd.DataFrame(out, columns=_KEY + ["value", "n", "seeds", "low", "high"], dtype=object)
 
 
 def fields(table: pd.DataFrame) -> pd.DataFrame:

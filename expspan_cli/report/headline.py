@@ -25,6 +25,12 @@ def _seeds(results: pd.DataFrame, label: str) -> int:
     return int(part["seeds"].max()) if not part.empty else 0
 
 
+def _counts(results: pd.DataFrame, job: str, x: object) -> dict[str, object]:
+    """label -> how many items (facts, samples) the `job` value at `x` averages."""
+    part = results[(results["job"] == job) & (results["x"] == x)]
+    return dict(zip(part["label"], part["n"]))
+
+
 def _with_interval(value: object, n: object) -> str:
     if not isinstance(value, (int, float)) or math.isnan(value):
         return "—"
@@ -53,8 +59,7 @@ def headline_table(frame: pd.DataFrame, plan: Plan | None) -> pd.DataFrame | Non
     out["Span (keys)"] = [_span(plan, label) for label in frame.index]
     recall = spec[(spec["metric"] == "Recall") & spec["plain"] & (spec["x"] != "all")]
     for column, bucket in zip(recall["column"], recall["x"]):
-        counts = results[(results["job"] == recall["job"].iloc[0]) & (results["x"] == bucket)]
-        n = dict(zip(counts["label"], counts["n"]))
+        n = _counts(results, recall["job"].iloc[0], bucket)
         out[f"Recall {bucket}"] = [_with_interval(frame.loc[label, column], n.get(label)) for label in frame.index]
     ppl = spec[(spec["metric"] == "PPL") & spec["plain"] & spec["x"].map(lambda x: isinstance(x, int))]
     wanted = [x for x in (pre, ft, 2 * ft if ft else None) if x in set(ppl["x"])]
@@ -63,8 +68,7 @@ def headline_table(frame: pd.DataFrame, plan: Plan | None) -> pd.DataFrame | Non
         out[f"PPL {x}{_times(x, pre)}"] = [_plain(v) for v in frame[column]]
     ruler = spec[(spec["metric"] == "RULER") & spec["plain"] & (spec["x"] == ft)]
     if not ruler.empty:
-        counts = results[(results["job"] == ruler["job"].iloc[0]) & (results["x"] == ft)]
-        n = dict(zip(counts["label"], counts["n"]))
+        n = _counts(results, ruler["job"].iloc[0], ft)
         out[f"RULER {ft}{_times(ft, pre)}"] = [_with_interval(frame.loc[label, ruler["column"].iloc[0]], n.get(label))
                                                for label in frame.index]
     if len(out.columns) == 1:

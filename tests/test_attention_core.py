@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from expspan_cli.attention import S2Params, SEParams, SWParams, attend, make_params
+from expspan_cli.attention import S2Params, SEParams, SWParams, attend, make_params, s2, sliding
 from expspan_cli.attention.reference import (
     full_reference,
     masked_attention,
@@ -181,6 +181,16 @@ def test_s2_odd_head_counts_shift_heads_from_half_on_like_the_reference(heads):
     tensors = [torch.randn(1, heads, 64, D, generator=g).requires_grad_() for _ in range(3)]
     assert_same_outputs_and_grads(lambda q, k, v: attend("s2", params, q, k, v),
                                   lambda q, k, v: s2_reference(q, k, v, params), tensors)
+
+
+@pytest.mark.parametrize("module,variant,params", [(s2, "s2", S2Params(group_size_ratio=0.25)),
+                                                   (sliding, "swa", SWParams(window=16))])
+def test_paths_without_flash_ops_equal_the_reference_too(monkeypatch, module, variant, params):
+    """Devices and dtypes with no flash op pair (CUDA in fp32) take the SDPA form of S2 and SW."""
+    monkeypatch.setattr(module, "flash_ops", lambda q: None)
+    reference = {"s2": s2_reference, "swa": swa_reference}[variant]
+    assert_same_outputs_and_grads(lambda q, k, v: attend(variant, params, q, k, v),
+                                  lambda q, k, v: reference(q, k, v, params), qkv(64, requires_grad=True))
 
 
 @pytest.mark.parametrize("length,window", [(64, 16), (70, 12), (20, 32)])

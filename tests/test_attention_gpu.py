@@ -4,11 +4,11 @@ no-mask form the CUDA flash kernel needs), and on CUDA the same equality and gra
 import pytest
 import torch
 
-from expspan_cli.attention import SEParams
+from expspan_cli.attention import S2Params, SEParams, SWParams, attend
 from expspan_cli.attention.common import expand_kv, pad_seq
 from expspan_cli.attention.flash_cuda import CUDA_OPS, cuda_flash_supported, flash_ops
 from expspan_cli.attention.lse_merge import CPU_OPS, FlashOps, mergeable, merged_chunk_attention
-from expspan_cli.attention.reference import se_reference
+from expspan_cli.attention.reference import s2_reference, se_reference, swa_reference
 from expspan_cli.attention.retrieval import select_blocks
 from expspan_cli.attention.se import se_attention
 
@@ -93,6 +93,20 @@ def test_cuda_merged_kernel_equals_reference(dtype, case):
     torch.manual_seed(5)
     out, grads = out_and_grads(lambda q, k, v: run_merged(q, k, v, params, 128, CUDA_OPS), tensors)
     ref, ref_grads = out_and_grads(lambda q, k, v: se_reference(q, k, v, params, chunk_size=128), on_cpu(tensors))
+    torch.testing.assert_close(out.cpu(), ref, atol=2e-2, rtol=2e-2)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a.cpu(), b, atol=5e-2, rtol=5e-2)
+
+
+@cuda
+@pytest.mark.parametrize("variant,params", [("s2", S2Params(group_size_ratio=0.25)), ("swa", SWParams(window=128))])
+def test_cuda_baseline_fast_paths_equal_their_references(variant, params):
+    """S2's and SW's flash calls over views (the CUDA op pair) against the dense-mask references on CPU."""
+    tensors = qkv(2, 4, 512, 64, device="cuda", dtype=torch.bfloat16)
+    assert flash_ops(tensors[0]) is CUDA_OPS
+    reference = {"s2": s2_reference, "swa": swa_reference}[variant]
+    out, grads = out_and_grads(lambda q, k, v: attend(variant, params, q, k, v), tensors)
+    ref, ref_grads = out_and_grads(lambda q, k, v: reference(q, k, v, params), on_cpu(tensors))
     torch.testing.assert_close(out.cpu(), ref, atol=2e-2, rtol=2e-2)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a.cpu(), b, atol=5e-2, rtol=5e-2)

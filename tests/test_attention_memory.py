@@ -1,5 +1,6 @@
-"""Memory that grows linearly in the length, measured by the size of what each path hands its kernels: causal
-SE-Attn's masks (a chunk of queries at a time) and SW-Attn's fast path (flash calls on windows, no mask)."""
+"""Memory, measured by what the code allocates, never by time: the bytes live at once (the CPU allocator's own
+events), and the size of what each path hands its kernels: causal SE-Attn's masks (a chunk of queries at a time)
+and SW-Attn's fast path (flash calls on windows, no mask)."""
 
 import functools
 
@@ -7,15 +8,57 @@ import pytest
 import torch
 
 
-from expspan_cli.attention import se_decode, sliding
+from expspan_cli.attention import attend, se_decode, sliding
 from expspan_cli.attention.lse_merge import CPU_OPS, FlashOps
-from expspan_cli.attention.params import SEParams, SWParams
+from expspan_cli.attention.params import S2Params, SEParams, SWParams
+from expspan_cli.attention.peak_memory import peak_allocated_bytes
 from expspan_cli.attention.reference import swa_reference
 from expspan_cli.attention.se import se_attention
 
 import support
 
 qkv = functools.partial(support.qkv, batch=1, heads=2, dim=8)
+MB = 2 ** 20
+
+
+def test_peak_allocated_bytes_counts_what_is_live_at_once():
+    def fn():
+        first = torch.empty(MB // 4)  # 1 MB, freed before the next two
+        del first
+        kept = [torch.empty(MB // 2), torch.empty(MB // 4 * 3)]  # 2 MB and 3 MB at once
+        return kept
+
+    assert peak_allocated_bytes(fn) == 5 * MB
+    assert peak_allocated_bytes(lambda: torch.empty(MB // 4).clone()) == 2 * MB  # an operand and its copy
+
+
+def _fwd_bwd_peak(variant, params, tensors):
+    q, k, v = tensors
+    grad = torch.randn_like(q)
+
+    def step():
+        attend(variant, params, q, k, v).backward(grad)
+        q.grad = k.grad = v.grad = None
+    return peak_allocated_bytes(step)
+
+
+@pytest.mark.parametrize("variant,params", [("swa", SWParams(window=1024)), ("s2", S2Params(group_size_ratio=0.25)),
+                                            ("se", SEParams(chunk_sizes=(512,), block_size=32, top_k=8))])
+def test_fast_paths_allocate_no_more_than_full_attention(variant, params):
+    """Forward + backward at 8 heads of 64, 4K tokens (the kernels' fixed workspaces are then small beside the
+    tensors, as at the benchmark's lengths): no variant holds more at once than full causal attention."""
+    tensors = support.qkv(4096, batch=1, heads=8, dim=64, requires_grad=True)
+    assert _fwd_bwd_peak(variant, params, tensors) <= _fwd_bwd_peak("full", None, tensors)
+
+
+def test_causal_se_allocations_grow_linearly_with_the_length():
+    params = SEParams(chunk_sizes=(256,), block_size=16, top_k=4, causal_retrieval=True)
+    peaks = {}
+    for n in (2048, 4096):
+        q, k, v = support.qkv(n, batch=1, heads=2, dim=32)
+        peaks[n] = peak_allocated_bytes(lambda: se_attention(q, k, v, params))
+    # Twice the tokens, about twice the bytes: an L x L mask or score matrix would make it four times.
+    assert 1.5 < peaks[4096] / peaks[2048] < 2.3
 
 
 def _largest_mask(monkeypatch, fn) -> int:

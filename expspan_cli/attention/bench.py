@@ -1,8 +1,9 @@
 """`expspan bench attention`: forward and forward+backward time and peak memory of each variant on random q/k/v.
 
-Each (variant, length) runs in a fresh process, so CPU peak memory is a clean high-water mark of resident memory
-(its rise during one forward+backward); on CUDA it is torch's peak allocated bytes. Ratios are taken against full
-attention measured in the same run.
+Peak memory is the most bytes one forward+backward allocates at once: torch's peak allocated bytes on CUDA, the
+CPU allocator's own events on CPU (peak_memory.py). Each (variant, length) runs in a fresh process on CPU, and the
+rise of its resident memory over that step is recorded beside it (`peak_rss_bytes`), which also counts what the C
+library's heap keeps of freed blocks. Ratios are taken against full attention measured in the same run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from expspan_cli.attention.params import (
     SWParams,
     make_params,
 )
+from expspan_cli.attention.peak_memory import peak_allocated_bytes
 from expspan_cli.errors import ExpspanError, require
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -78,13 +80,15 @@ def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int,
         base = torch.cuda.memory_allocated()
         step(True)
         peak = torch.cuda.max_memory_allocated() - base
+        rss = None
     else:
         base = _rss_bytes()
-        step(True)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_allocated_bytes(lambda: step(True))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     fwd = statistics.median(step(False) for _ in range(repeats))
     fwd_bwd = statistics.median(step(True) for _ in range(repeats))
-    row = {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak)}
+    row = {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak),
+           "peak_rss_bytes": rss}
     if variant == "se" and params.kernel == "lse_merge":
         row["se_parts"] = se_parts(q.detach(), k.detach(), v.detach(), params, device, repeats)
     return row

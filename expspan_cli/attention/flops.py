@@ -3,8 +3,8 @@
 A (query, key) pair the variant's mask admits costs 4*D FLOPs forward (q.k and p*v) and 10*D backward (the flash
 backward recomputes q.k, then dv, dp, dq, dk: the usual 2.5x), per query head. Pairs are counted exactly
 (L(L+1)/2 for causal, not L^2/2), so a kernel that computes masked-out tiles is charged only for the useful ones.
-SE-Attn's retrieval (block summaries: non-causal attention inside each block; block scores: one matmul) runs without
-gradients, so it counts once, in the forward.
+SE-Attn's retrieval (block summaries: each block's S x S scores, then its mean weights times v; block scores: one
+matmul) runs without gradients, so it counts once, in the forward.
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ def se_pairs(length: int, chunk: int, params: SEParams) -> int:
 
 
 def se_retrieval_flops(length: int, chunk: int, head_dim: int, params: SEParams) -> int:
-    """Per head, forward only: block summaries (S x S non-causal attention per whole block) and chunk-block scores."""
+    """Per head, forward only: block summaries (per whole block, S x S scores and one S-vector times v) and
+    chunk-block scores."""
     n_chunks = -(-length // chunk)
     max_eligible = ((n_chunks - 1) * chunk) // params.block_size
     if params.memory != "relevancy" or params.top_k == 0 or max_eligible == 0:
         return 0
     blocks = length // params.block_size
-    summaries = blocks * FWD_PER_PAIR * head_dim * params.block_size ** 2
+    summaries = blocks * 2 * head_dim * params.block_size * (params.block_size + 1)
     return summaries + 2 * head_dim * n_chunks * blocks
 
 

@@ -101,7 +101,18 @@ def one_head(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.view(-1, 1, *t.shape[2:]) for t in tensors)
 
 
-ROW_SLICES = 8  # aux values are per call, not per row (dense flash: no cu_seqlens), so slices can share them
+PIECES = 32  # each piece of the second part holds about 1/32 of a whole [N, T, M, D] tensor per operand
+
+
+def pieces(rows: int, chunks: int, parts: int = PIECES):
+    """(row slice, chunk slice) tiles covering rows x chunks in about `parts` pieces, rows first: what a piece
+    copies or returns is then a small fraction of a whole tensor whatever the batch and head count. The flash aux
+    values are per call, not per row (dense flash: no cu_seqlens), so pieces can share them."""
+    row_parts = min(rows, parts)
+    chunk_parts = min(chunks, -(-parts // row_parts))
+    for r in torch.arange(rows).tensor_split(row_parts):
+        for c in torch.arange(chunks).tensor_split(chunk_parts):
+            yield slice(int(r[0]), int(r[-1]) + 1), slice(int(c[0]), int(c[-1]) + 1)
 
 
 class ChunkRetrievalAttention(torch.autograd.Function):
@@ -129,16 +140,16 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         grad = grad.contiguous()
         grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
         dq, dk, dv = (t.view(q.shape) for t in grads)
-        # Part B in a few row slices: its dq is then a fraction of a tensor, not a whole extra one at peak.
-        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
-            sl = slice(int(rows[0]), int(rows[-1]) + 1)
-            index = flat_index[sl]
-            dq_b, dkb, dvb = ops.backward(grad[sl, 1:], q[sl, 1:], gather_blocks(k, index, s), gather_blocks(v, index, s),
-                                          out[sl, 1:], lse[sl, 1:], aux_b, False,
-                                          None if slot_bias is None else slot_bias[sl], scale)
-            dq[sl, 1:].add_(dq_b)
+        # Part B in pieces: its dq and block gradients are then a fraction of a tensor, not whole extra ones at peak.
+        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
+            index, after = flat_index[rows, chunks], slice(chunks.start + 1, chunks.stop + 1)
+            dq_b, dkb, dvb = ops.backward(grad[rows, after], q[rows, after], gather_blocks(k, index, s),
+                                          gather_blocks(v, index, s), out[rows, after], lse[rows, after], aux_b, False,
+                                          None if slot_bias is None else slot_bias[rows, chunks], scale)
+            dq[rows, after].add_(dq_b)
             _scatter_blocks(dk, dkb, index, s)
             _scatter_blocks(dv, dvb, index, s)
+            del dq_b, dkb, dvb  # before the next piece allocates its own
         return dq, dk, dv, None, None, None, None, None
 
 

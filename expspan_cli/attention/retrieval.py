@@ -3,31 +3,45 @@ summary, a query-weighted mean), chunk-to-block relevancy scores, and the top-k 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-import torch.nn.functional as F
 
 from expspan_cli.attention.common import pad_seq
 from expspan_cli.attention.lse_merge import gather_blocks
 from expspan_cli.attention.params import SEParams
 
 
+SUMMARY_SLICE = 1 << 20  # score entries per slice of blocks: a slice's S x S scores stay in cache
+
+
+@torch.no_grad()  # retrieval is hard: nothing flows back through the summaries
 def block_summaries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
                     real: torch.Tensor | None, scale: float) -> torch.Tensor:
     """c_j for each whole block of the given rows: mean over real rows of non-causal attention inside the block.
 
+    The mean of the rows' outputs is the mean of their attention weights times v, so each block costs one S x S
+    score matrix and one S-vector product instead of an S x S x D attention, in fp32, a slice of blocks at a time.
     q/k/v [B, H, U*S, D] (already expanded to query heads), real [B, U*S] or None. Returns [B, H, U, D] fp32.
     """
     batch, heads, length, dim = q.shape
     blocks = length // block_size
     shape = (batch, heads, blocks, block_size, dim)
-    # Attention in the input dtype (no fp32 copies of q/k/v at long lengths); the mean is accumulated in fp32.
-    qb, kb, vb = (t[:, :, : blocks * block_size].to(v.dtype).reshape(shape) for t in (q, k, v))
-    if real is None:
-        return F.scaled_dot_product_attention(qb, kb, vb, scale=scale).mean(-2, dtype=torch.float32)
-    rb = real[:, : blocks * block_size].reshape(batch, 1, blocks, block_size)
-    att = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=rb[:, :, :, None, :], scale=scale)
-    weights = rb[..., None].to(att.dtype)
-    return (att.nan_to_num(0.0) * weights).sum(-2, dtype=torch.float32) / weights.sum(-2).float().clamp(min=1.0)
+    qb, kb, vb = (t[:, :, : blocks * block_size].reshape(shape) for t in (q, k, v))  # views: L is split only
+    rb = None if real is None else real[:, : blocks * block_size].reshape(batch, blocks, block_size).bool()
+    out = torch.empty(batch, heads, blocks, dim, dtype=torch.float32, device=q.device)
+    step = max(1, SUMMARY_SLICE // block_size ** 2)
+    for b, h, lo in itertools.product(range(batch), range(heads), range(0, blocks, step)):
+        sl = slice(lo, lo + step)  # [u, S, D] views of one row: bmm reads their strides, nothing is copied
+        scores = torch.bmm(qb[b, h, sl].float(), kb[b, h, sl].float().transpose(1, 2)).mul_(scale)
+        if rb is None:
+            weights = scores.softmax(-1).mean(1)
+        else:
+            keep = rb[b, sl]
+            probs = scores.masked_fill_(~keep[:, None, :], float("-inf")).softmax(-1).nan_to_num_(0.0)
+            weights = (probs * keep[:, :, None]).sum(1) / keep.sum(-1, keepdim=True).clamp(min=1)
+        torch.bmm(weights[:, None, :], vb[b, h, sl].float(), out=out[b, h, sl, None])
+    return out
 
 
 def eligible_blocks(chunk_starts: torch.Tensor, blocks: int, block_size: int) -> torch.Tensor:

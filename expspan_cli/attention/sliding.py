@@ -4,7 +4,8 @@ Fast path (flash ops on CPU or CUDA): queries in chunks of W attend to their own
 previous chunk (part B), merged by log-sum-exp as in lse_merge.py. In part B, query row r of a chunk sees the
 previous chunk's keys t > r; reversing both, row r' = W-2-r sees t' = W-1-t <= r', a plain causal square of W-1, so
 both parts are causal flash calls: the FLOPs are the band's, no mask exists, and part B's reversed copies live one
-slice of rows at a time. Otherwise (padding, decoding steps, other devices): one [W, 2W] band mask per chunk."""
+piece (lse_merge.pieces) at a time. Otherwise (padding, decoding steps, other devices): one [W, 2W] band mask per
+chunk."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from expspan_cli.attention.common import expand_kv, pad_seq, visible_keys
 from expspan_cli.attention.flash_cuda import flash_ops
-from expspan_cli.attention.lse_merge import ROW_SLICES, FlashOps, merge_into, one_head
+from expspan_cli.attention.lse_merge import FlashOps, merge_into, one_head, pieces
 from expspan_cli.attention.params import SWParams
 
 
@@ -25,10 +26,12 @@ def band_mask(q_len: int, k_len: int, window: int, device=None) -> torch.Tensor:
     return (kj <= qi) & (kj > qi - window)
 
 
-def _previous_chunk(t: torch.Tensor, queries: bool) -> torch.Tensor:
-    """Part B's operand, reversed along the chunk: queries of chunks 1.. without the last row (it sees no earlier
-    chunk), or keys/values of chunks ..T-2 without the first (no query of the next chunk sees it)."""
-    return (t[:, 1:, :-1] if queries else t[:, :-1, 1:]).flip(2)
+def _previous_chunk(t: torch.Tensor, rows: slice, chunks: slice, queries: bool) -> torch.Tensor:
+    """Part B's operand for query chunks 1 + `chunks`, reversed along the chunk: their queries without the last row
+    (it sees no earlier chunk), or the previous chunks' keys/values without the first (no later query sees it)."""
+    if queries:
+        return t[rows, chunks.start + 1:chunks.stop + 1, :-1].flip(2)
+    return t[rows, chunks, 1:].flip(2)
 
 
 class ChunkWindowAttention(torch.autograd.Function):
@@ -39,12 +42,14 @@ class ChunkWindowAttention(torch.autograd.Function):
         out, lse, aux_a = ops.forward(*one_head(q, k, v), True, None, scale)
         out, lse = out.view(q.shape), lse.view(q.shape[:3])
         aux_b = ()
-        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
-            sl = slice(int(rows[0]), int(rows[-1]) + 1)
-            qb, kb, vb = _previous_chunk(q[sl], True), _previous_chunk(k[sl], False), _previous_chunk(v[sl], False)
+        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
+            qb = _previous_chunk(q, rows, chunks, True)
+            kb, vb = (_previous_chunk(t, rows, chunks, False) for t in (k, v))
             out_b, lse_b, aux_b = ops.forward(*one_head(qb, kb, vb), True, None, scale)
-            merge_into(out[sl, 1:, :-1], lse[sl, 1:, :-1], out_b.view(qb.shape).flip(2),
+            after = slice(chunks.start + 1, chunks.stop + 1)
+            merge_into(out[rows, after, :-1], lse[rows, after, :-1], out_b.view(qb.shape).flip(2),
                        lse_b.view(qb.shape[:3]).flip(2))
+            del out_b, lse_b, qb, kb, vb
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.scale, ctx.ops, ctx.aux = scale, ops, (aux_a, aux_b)
         return out
@@ -57,16 +62,17 @@ class ChunkWindowAttention(torch.autograd.Function):
         grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
         dq, dk, dv = (t.view(q.shape) for t in grads)
         # With the merged output and lse, each part's flash backward gives its share of the union's gradient.
-        for rows in torch.arange(q.shape[0]).tensor_split(min(ROW_SLICES, q.shape[0])):
-            sl = slice(int(rows[0]), int(rows[-1]) + 1)
-            gb, qb, ob = (_previous_chunk(t[sl], True) for t in (grad, q, out))
-            kb, vb = _previous_chunk(k[sl], False), _previous_chunk(v[sl], False)
-            lb = lse[sl, 1:, :-1].flip(2)
+        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
+            after = slice(chunks.start + 1, chunks.stop + 1)
+            gb, qb, ob = (_previous_chunk(t, rows, chunks, True) for t in (grad, q, out))
+            kb, vb = (_previous_chunk(t, rows, chunks, False) for t in (k, v))
+            lb = lse[rows, after, :-1].flip(2)
             dqb, dkb, dvb = ops.backward(*one_head(gb, qb, kb, vb, ob), lb.reshape(-1, 1, lb.shape[-1]).contiguous(),
                                          aux_b, True, None, scale)
-            dq[sl, 1:, :-1].add_(dqb.view(qb.shape).flip(2))
-            dk[sl, :-1, 1:].add_(dkb.view(kb.shape).flip(2))
-            dv[sl, :-1, 1:].add_(dvb.view(vb.shape).flip(2))
+            dq[rows, after, :-1].add_(dqb.view(qb.shape).flip(2))
+            dk[rows, chunks, 1:].add_(dkb.view(kb.shape).flip(2))
+            dv[rows, chunks, 1:].add_(dvb.view(vb.shape).flip(2))
+            del dqb, dkb, dvb, gb, qb, ob, kb, vb  # before the next piece allocates its own
         return dq, dk, dv, None, None
 
 

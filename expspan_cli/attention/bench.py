@@ -83,8 +83,9 @@ def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int,
         rss = None
     else:
         base = _rss_bytes()
-        peak = peak_allocated_bytes(lambda: step(True))
+        step(True)  # the resident-memory rise first: the profiler's own buffers must not count in it
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_allocated_bytes(lambda: step(True))
     fwd = statistics.median(step(False) for _ in range(repeats))
     fwd_bwd = statistics.median(step(True) for _ in range(repeats))
     row = {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak),

@@ -1,9 +1,10 @@
 """`expspan bench attention`: forward and forward+backward time and peak memory of each variant on random q/k/v.
 
-Peak memory is the most bytes one forward+backward allocates at once: torch's peak allocated bytes on CUDA, the
-CPU allocator's own events on CPU (peak_memory.py). Each (variant, length) runs in a fresh process on CPU, and the
-rise of its resident memory over that step is recorded beside it (`peak_rss_bytes`), which also counts what the C
-library's heap keeps of freed blocks. Ratios are taken against full attention measured in the same run.
+Times: every variant of one length on the same inputs, in interleaved rounds (`timings`), so that ratios to full
+attention measured in the same run do not depend on when each variant happened to run. Peak memory is the most
+bytes one forward+backward allocates at once: torch's peak allocated bytes on CUDA, the CPU allocator's own events
+on CPU (peak_memory.py), where each (variant, length) is measured in a fresh process and the rise of its resident
+memory is recorded beside it (`peak_rss_bytes`; it also counts what the C library's heap keeps of freed blocks).
 """
 
 from __future__ import annotations
@@ -54,51 +55,85 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(variant: str, length: int, heads: int, kv_heads: int, head_dim: int, dtype: str, device: str,
-            repeats: int, params: Any, batch: int = 1, seed: int = 0) -> dict[str, Any]:
-    """Time one variant at one length (meant to run in its own process)."""
+def _inputs(length: int, heads: int, kv_heads: int, head_dim: int, dtype: str, device: str, batch: int = 1,
+            seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Seeded q, k, v (leaves that take gradients) and the output gradient of one benchmark shape."""
     torch.manual_seed(seed)
     dt = DTYPES[dtype]
     q = torch.randn(batch, heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
     k = torch.randn(batch, kv_heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
     v = torch.randn(batch, kv_heads, length, head_dim, device=device, dtype=dt, requires_grad=True)
-    grad_out = torch.randn(batch, heads, length, head_dim, device=device, dtype=dt)
+    return q, k, v, torch.randn(batch, heads, length, head_dim, device=device, dtype=dt)
 
-    def step(backward: bool) -> float:
-        _sync(device)
-        start = time.perf_counter()
-        out = attend(variant, params, q, k, v)
-        if backward:
-            out.backward(grad_out)
-            q.grad = k.grad = v.grad = None
-        _sync(device)
-        return time.perf_counter() - start
 
+def _step(variant: str, params: Any, tensors: tuple[torch.Tensor, ...], device: str, backward: bool) -> float:
+    q, k, v, grad_out = tensors
+    _sync(device)
+    start = time.perf_counter()
+    out = attend(variant, params, q, k, v)
+    if backward:
+        out.backward(grad_out)
+        q.grad = k.grad = v.grad = None
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def memory(variant: str, params: Any, length: int, heads: int, kv_heads: int, head_dim: int, dtype: str,
+           device: str) -> dict[str, Any]:
+    """Peak memory of one forward+backward (on CPU meant to run in its own process, where the rise of resident
+    memory is a clean high-water mark)."""
+    tensors = _inputs(length, heads, kv_heads, head_dim, dtype, device)
     if device.startswith("cuda"):
-        step(True)  # warm-up outside the peak: one-time allocations (cuBLAS workspace, kernel caches)
+        _step(variant, params, tensors, device, True)  # one-time allocations (cuBLAS workspace, caches) first
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        step(True)
-        peak = torch.cuda.max_memory_allocated() - base
-        rss = None
-    else:
-        base = _rss_bytes()
-        step(True)  # the resident-memory rise first: the profiler's own buffers must not count in it
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-        peak = peak_allocated_bytes(lambda: step(True))
-    fwd = statistics.median(step(False) for _ in range(repeats))
-    fwd_bwd = statistics.median(step(True) for _ in range(repeats))
-    row = {"variant": variant, "length": length, "fwd_s": fwd, "fwd_bwd_s": fwd_bwd, "peak_mem_bytes": int(peak),
-           "peak_rss_bytes": rss}
-    if variant == "se" and params.kernel == "lse_merge":
-        row["se_parts"] = se_parts(q.detach(), k.detach(), v.detach(), params, device, repeats)
-    return row
+        _step(variant, params, tensors, device, True)
+        return {"peak_mem_bytes": int(torch.cuda.max_memory_allocated() - base), "peak_rss_bytes": None}
+    base = _rss_bytes()
+    _step(variant, params, tensors, device, True)  # the resident-memory rise first: the profiler's buffers
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base  # must not count in it
+    peak = peak_allocated_bytes(lambda: _step(variant, params, tensors, device, True))
+    return {"peak_mem_bytes": int(peak), "peak_rss_bytes": int(rss)}
+
+
+def timings(cases: list[tuple[str, Any]], length: int, heads: int, kv_heads: int, head_dim: int, dtype: str,
+            device: str, repeats: int) -> list[dict[str, Any]]:
+    """Median forward and forward+backward seconds of every (variant, params) case on the same inputs, in rounds
+    that time each case once: a shared machine that slows down for a minute then slows every case alike, where
+    timing one variant after another could put full attention's long steps and SE's short ones in different
+    minutes. SE rows (lse_merge kernel) add `se_parts`."""
+    tensors = _inputs(length, heads, kv_heads, head_dim, dtype, device)
+    for variant, params in cases:
+        _step(variant, params, tensors, device, True)  # warm-up: kernel caches, thread pools
+    fwd: list[list[float]] = [[] for _ in cases]
+    both: list[list[float]] = [[] for _ in cases]
+    for _ in range(repeats):
+        for i, (variant, params) in enumerate(cases):
+            fwd[i].append(_step(variant, params, tensors, device, False))
+            both[i].append(_step(variant, params, tensors, device, True))
+    rows = []
+    for (variant, params), f, b in zip(cases, fwd, both):
+        row = {"fwd_s": statistics.median(f), "fwd_bwd_s": statistics.median(b)}
+        if variant == "se" and params.kernel == "lse_merge":
+            row["se_parts"] = se_parts(*(t.detach() for t in tensors[:3]), params, device, repeats)
+        rows.append(row)
+    return rows
+
+
+def _run(fn: Any, *args: Any, fresh_process: bool) -> Any:
+    """fn(*args), in a fresh spawned process where asked (CPU: memory high-water marks, no state of earlier runs)."""
+    if not fresh_process:
+        return fn(*args)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def se_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: Any, device: str,
              repeats: int) -> dict[str, float]:
     """Where SE-Attn's paper-mode time goes, each part timed alone (median seconds): block summaries, chunk scores
-    and top-k, the chunk attention forward (two flash calls merged) and its backward."""
+    and top-k, the chunk attention forward (two flash calls merged) and its backward, and of that attention the
+    flash forward+backward of every chunk's causal self-attention alone (the rest is the retrieved keys' part, the
+    gathers, the merge and the block-gradient scatter)."""
     from expspan_cli.attention.common import pad_seq
     from expspan_cli.attention.flash_cuda import flash_ops
     from expspan_cli.attention.retrieval import block_summaries, select_blocks
@@ -129,8 +164,13 @@ def se_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: Any, dev
     def fwd_bwd() -> None:
         merged_chunk_attention(*views, idx, valid, params.block_size, scale, ops).sum().backward()
     both = timed(fwd_bwd)
+    own = [t.detach().reshape(-1, 1, chunk, dim) for t in views]  # chunks as the flash batch, as the kernel runs them
+
+    def causal_part() -> None:
+        out, lse, aux = ops.forward(*own, True, None, scale)
+        ops.backward(out, *own, out, lse, aux, True, None, scale)
     return {"summaries_s": summaries, "scores_topk_s": retrieval - summaries, "attention_fwd_s": forward,
-            "attention_bwd_s": both - forward}
+            "attention_bwd_s": both - forward, "causal_part_fwd_bwd_s": timed(causal_part)}
 
 
 def full_kernel(device: str) -> str:
@@ -184,17 +224,15 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
     order = [(v, k) for v in ["full"] + [v for v in variants if v != "full"] for k in (se_kernels if v == "se"
                                                                                        else (None,))]
     rows = []
-    ctx = multiprocessing.get_context("spawn")
+    fresh = not device.startswith("cuda")
     for length in lengths:
-        for variant, kernel in order:
-            params = variant_params(variant, chunk_size, block_size, top_k, window, group_size_ratio,
-                                    kernel or "lse_merge")
-            args = (variant, length, heads, kv_heads, head_dim, dtype, device, repeats, params)
-            if device.startswith("cuda"):
-                row = measure(*args)
-            else:
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                    row = pool.submit(measure, *args).result()
+        cases = [(variant, kernel, variant_params(variant, chunk_size, block_size, top_k, window, group_size_ratio,
+                                                  kernel or "lse_merge")) for variant, kernel in order]
+        shape = (length, heads, kv_heads, head_dim, dtype, device)
+        timed = _run(timings, [(v, p) for v, _, p in cases], *shape, repeats, fresh_process=fresh)
+        for (variant, kernel, params), times in zip(cases, timed):
+            row = {"variant": variant, "length": length, **times,
+                   **_run(memory, variant, params, *shape, fresh_process=fresh)}
             flops = attention_flops(variant, params, length, heads, head_dim)
             achieved = flops["fwd_bwd"] / row["fwd_bwd_s"] / 1e12
             row.update(se_kernel=kernel, device=name, full_kernel=full_kernel(device), dtype=dtype, heads=heads,

@@ -98,8 +98,8 @@ def memory(variant: str, params: Any, length: int, heads: int, kv_heads: int, he
 
 def timings(cases: list[tuple[str, Any]], length: int, heads: int, kv_heads: int, head_dim: int, dtype: str,
             device: str, repeats: int) -> list[dict[str, Any]]:
-    """Median forward and forward+backward seconds of every (variant, params) case on the same inputs, in rounds
-    that time each case once: a shared machine that slows down for a minute then slows every case alike, where
+    """Forward and forward+backward seconds of every (variant, params) case on the same inputs (each round's, and
+    their medians), in rounds that time each case once: a shared machine that slows down for a minute then slows every case alike, where
     timing one variant after another could put full attention's long steps and SE's short ones in different
     minutes. SE rows (lse_merge kernel) add `se_parts`."""
     tensors = _inputs(length, heads, kv_heads, head_dim, dtype, device)
@@ -113,7 +113,8 @@ def timings(cases: list[tuple[str, Any]], length: int, heads: int, kv_heads: int
             both[i].append(_step(variant, params, tensors, device, True))
     rows = []
     for (variant, params), f, b in zip(cases, fwd, both):
-        row = {"fwd_s": statistics.median(f), "fwd_bwd_s": statistics.median(b)}
+        row = {"fwd_s": statistics.median(f), "fwd_bwd_s": statistics.median(b), "fwd_rounds_s": f,
+               "fwd_bwd_rounds_s": b}
         if variant == "se" and params.kernel == "lse_merge":
             row["se_parts"] = se_parts(*(t.detach() for t in tensors[:3]), params, device, repeats)
         rows.append(row)
@@ -244,8 +245,12 @@ def bench_attention(variants: list[str], lengths: list[int], heads: int = 8, kv_
                 progress(row)
     for row in rows:
         base = next(r for r in rows if r["variant"] == "full" and r["length"] == row["length"])
-        row["speedup_fwd_bwd_vs_full"] = base["fwd_bwd_s"] / row["fwd_bwd_s"]
-        row["speedup_fwd_vs_full"] = base["fwd_s"] / row["fwd_s"]
+        # Each round timed full attention and this variant minutes apart at most: the median of the rounds' ratios
+        # is what a shared machine's slow spells disturb least.
+        for key in ("fwd_bwd", "fwd"):
+            ratios = [b / t for b, t in zip(base[f"{key}_rounds_s"], row[f"{key}_rounds_s"])]
+            row[f"speedup_{key}_vs_full"] = statistics.median(ratios)
+            row[f"speedup_{key}_range"] = [min(ratios), max(ratios)]
         row["mem_ratio_vs_full"] = row["peak_mem_bytes"] / max(base["peak_mem_bytes"], 1)
         # The speedup its admitted FLOPs allow over full attention, and how much of it the measured speedup reaches.
         row["flop_ratio_vs_full"] = base["flops_fwd_bwd"] / row["flops_fwd_bwd"]

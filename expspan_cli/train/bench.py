@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from expspan_cli.attention.params import fitted_defaults
 from expspan_cli.errors import require
 from expspan_cli.runs import atomic_write_json, provenance
 
@@ -20,11 +21,14 @@ CONFIGS = (("hylora+se", "hylora", "se"), ("longlora", "longlora", "s2"), ("hylo
            ("hylora+full", "hylora", "full"), ("full+full", "full", "full"))
 
 
+EXTENSION = 8  # the data is at 8x the pre-training context the configurations are fitted to
+
+
 def scaled_attention(variant: str, seq_len: int) -> dict[str, Any]:
-    """The paper's attention settings at 8192 tokens, scaled to seq_len: SE chunks of L/4 or L/2 with 8 blocks of
-    32, SW window L/2, S2 groups of L/4."""
-    return {"se": {"chunk_sizes": [seq_len // 4, seq_len // 2], "block_size": 32, "top_k": 8},
-            "swa": {"window": seq_len // 2}}.get(variant, {})
+    """What `expspan finetune` fits to a base pre-trained at seq_len / 8, as the paper fits its 2K base
+    (fitted_defaults: SE chunks of 1x and 2x that context with 8 blocks of 32, SW window 2x; S2's groups are a
+    quarter of the length by its own rule). At 16K: SE chunks 2K/4K, SW 4K, S2 groups of 4K."""
+    return fitted_defaults(variant, seq_len // EXTENSION)
 
 
 def _train_one(recipe: dict[str, Any], out: str) -> None:

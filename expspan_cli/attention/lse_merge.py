@@ -101,18 +101,22 @@ def one_head(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.view(-1, 1, *t.shape[2:]) for t in tensors)
 
 
-PIECES = 32  # each piece of the second part holds about 1/32 of a whole [N, T, M, D] tensor per operand
+PIECES = 32  # the second part in up to 32 pieces: what one holds is then about 1/32 of a whole [N, T, M, D] tensor,
+PIECE_FLOOR = 1 << 16  # but no piece of fewer elements per operand: below that a call's fixed cost outweighs memory
 
 
-def pieces(rows: int, chunks: int, parts: int = PIECES):
-    """(row slice, chunk slice) tiles covering rows x chunks in about `parts` pieces, rows first: what a piece
-    copies or returns is then a small fraction of a whole tensor whatever the batch and head count. The flash aux
-    values are per call, not per row (dense flash: no cu_seqlens), so pieces can share them."""
+def pieces(rows: int, chunks: int, per_chunk: int):
+    """(rows, keys, queries) slices tiling the second part's rows x chunks, rows first: `queries` are the chunks
+    whose queries attend, `keys` the ones just before them (whose keys they read, for SW) or their own index into
+    per-chunk tables that start at chunk 1 (SE's flat_index). `per_chunk` is one chunk's elements per operand.
+    The flash aux values are per call, not per row (dense flash: no cu_seqlens), so pieces can share them."""
+    parts = max(1, min(PIECES, rows * chunks * per_chunk // PIECE_FLOOR))
     row_parts = min(rows, parts)
     chunk_parts = min(chunks, -(-parts // row_parts))
     for r in torch.arange(rows).tensor_split(row_parts):
         for c in torch.arange(chunks).tensor_split(chunk_parts):
-            yield slice(int(r[0]), int(r[-1]) + 1), slice(int(c[0]), int(c[-1]) + 1)
+            lo, hi = int(c[0]), int(c[-1]) + 1
+            yield slice(int(r[0]), int(r[-1]) + 1), slice(lo, hi), slice(lo + 1, hi + 1)
 
 
 class ChunkRetrievalAttention(torch.autograd.Function):
@@ -141,11 +145,11 @@ class ChunkRetrievalAttention(torch.autograd.Function):
         grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
         dq, dk, dv = (t.view(q.shape) for t in grads)
         # Part B in pieces: its dq and block gradients are then a fraction of a tensor, not whole extra ones at peak.
-        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
-            index, after = flat_index[rows, chunks], slice(chunks.start + 1, chunks.stop + 1)
+        for rows, own, after in pieces(q.shape[0], q.shape[1] - 1, q.shape[2] * q.shape[3]):
+            index = flat_index[rows, own]
             dq_b, dkb, dvb = ops.backward(grad[rows, after], q[rows, after], gather_blocks(k, index, s),
                                           gather_blocks(v, index, s), out[rows, after], lse[rows, after], aux_b, False,
-                                          None if slot_bias is None else slot_bias[rows, chunks], scale)
+                                          None if slot_bias is None else slot_bias[rows, own], scale)
             dq[rows, after].add_(dq_b)
             _scatter_blocks(dk, dkb, index, s)
             _scatter_blocks(dv, dvb, index, s)

@@ -27,11 +27,9 @@ def band_mask(q_len: int, k_len: int, window: int, device=None) -> torch.Tensor:
 
 
 def _previous_chunk(t: torch.Tensor, rows: slice, chunks: slice, queries: bool) -> torch.Tensor:
-    """Part B's operand for query chunks 1 + `chunks`, reversed along the chunk: their queries without the last row
-    (it sees no earlier chunk), or the previous chunks' keys/values without the first (no later query sees it)."""
-    if queries:
-        return t[rows, chunks.start + 1:chunks.stop + 1, :-1].flip(2)
-    return t[rows, chunks, 1:].flip(2)
+    """Part B's operand, reversed along the chunk: the query chunks' queries without the last row (it sees no
+    earlier chunk), or the chunks before them: their keys/values without the first (no later query sees it)."""
+    return (t[rows, chunks, :-1] if queries else t[rows, chunks, 1:]).flip(2)
 
 
 class ChunkWindowAttention(torch.autograd.Function):
@@ -42,11 +40,10 @@ class ChunkWindowAttention(torch.autograd.Function):
         out, lse, aux_a = ops.forward(*one_head(q, k, v), True, None, scale)
         out, lse = out.view(q.shape), lse.view(q.shape[:3])
         aux_b = ()
-        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
-            qb = _previous_chunk(q, rows, chunks, True)
-            kb, vb = (_previous_chunk(t, rows, chunks, False) for t in (k, v))
+        for rows, before, after in pieces(q.shape[0], q.shape[1] - 1, q.shape[2] * q.shape[3]):
+            qb = _previous_chunk(q, rows, after, True)
+            kb, vb = (_previous_chunk(t, rows, before, False) for t in (k, v))
             out_b, lse_b, aux_b = ops.forward(*one_head(qb, kb, vb), True, None, scale)
-            after = slice(chunks.start + 1, chunks.stop + 1)
             merge_into(out[rows, after, :-1], lse[rows, after, :-1], out_b.view(qb.shape).flip(2),
                        lse_b.view(qb.shape[:3]).flip(2))
             del out_b, lse_b, qb, kb, vb
@@ -62,16 +59,15 @@ class ChunkWindowAttention(torch.autograd.Function):
         grads = ops.backward(*one_head(grad, q, k, v, out), lse.view(-1, 1, lse.shape[-1]), aux_a, True, None, scale)
         dq, dk, dv = (t.view(q.shape) for t in grads)
         # With the merged output and lse, each part's flash backward gives its share of the union's gradient.
-        for rows, chunks in pieces(q.shape[0], q.shape[1] - 1):
-            after = slice(chunks.start + 1, chunks.stop + 1)
-            gb, qb, ob = (_previous_chunk(t, rows, chunks, True) for t in (grad, q, out))
-            kb, vb = (_previous_chunk(t, rows, chunks, False) for t in (k, v))
+        for rows, before, after in pieces(q.shape[0], q.shape[1] - 1, q.shape[2] * q.shape[3]):
+            gb, qb, ob = (_previous_chunk(t, rows, after, True) for t in (grad, q, out))
+            kb, vb = (_previous_chunk(t, rows, before, False) for t in (k, v))
             lb = lse[rows, after, :-1].flip(2)
             dqb, dkb, dvb = ops.backward(*one_head(gb, qb, kb, vb, ob), lb.reshape(-1, 1, lb.shape[-1]).contiguous(),
                                          aux_b, True, None, scale)
             dq[rows, after, :-1].add_(dqb.view(qb.shape).flip(2))
-            dk[rows, chunks, 1:].add_(dkb.view(kb.shape).flip(2))
-            dv[rows, chunks, 1:].add_(dvb.view(vb.shape).flip(2))
+            dk[rows, before, 1:].add_(dkb.view(kb.shape).flip(2))
+            dv[rows, before, 1:].add_(dvb.view(vb.shape).flip(2))
             del dqb, dkb, dvb, gb, qb, ob, kb, vb  # before the next piece allocates its own
         return dq, dk, dv, None, None
 

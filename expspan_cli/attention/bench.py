@@ -99,9 +99,9 @@ def memory(variant: str, params: Any, length: int, heads: int, kv_heads: int, he
 def timings(cases: list[tuple[str, Any]], length: int, heads: int, kv_heads: int, head_dim: int, dtype: str,
             device: str, repeats: int) -> list[dict[str, Any]]:
     """Forward and forward+backward seconds of every (variant, params) case on the same inputs (each round's, and
-    their medians), in rounds that time each case once: a shared machine that slows down for a minute then slows every case alike, where
-    timing one variant after another could put full attention's long steps and SE's short ones in different
-    minutes. SE rows (lse_merge kernel) add `se_parts`."""
+    their medians), in rounds that time each case once: a shared machine that slows down for a minute then slows
+    every case alike, where timing one variant after another could put full attention's long steps and SE's short
+    ones in different minutes. SE rows (lse_merge kernel) add `se_parts`."""
     tensors = _inputs(length, heads, kv_heads, head_dim, dtype, device)
     for variant, params in cases:
         _step(variant, params, tensors, device, True)  # warm-up: kernel caches, thread pools

@@ -33,8 +33,8 @@ def attention(
                                            help="S2-Attn group size as a fraction of the length."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
-    repeats: int = typer.Option(3, min=1, help="Timed rounds, each timing every variant once (medians reported; "
-                                               "speedups: the median of the rounds' ratios to full attention)."),
+    repeats: int = typer.Option(3, min=1, help="Timed rounds, each timing every variant once (medians "
+                                "reported; speedups: the median of the rounds' ratios to full attention)."),
     peak_tflops: float = typer.Option(0.0, min=0, help="Dense matmul peak to rate achieved TFLOP/s against (0: the known "
                                                 "bf16/fp16 peak of an H100, H200 or A100, none elsewhere)."),
     json_path: Path = typer.Option(None, "--out", "--json", help="Write the rows as a JSON list here."),

@@ -134,7 +134,8 @@ def se_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: Any, dev
     """Where SE-Attn's paper-mode time goes, each part timed alone (median seconds): block summaries, chunk scores
     and top-k, the chunk attention forward (two flash calls merged) and its backward, and of that attention the
     flash forward+backward of every chunk's causal self-attention alone (the rest is the retrieved keys' part, the
-    gathers, the merge and the block-gradient scatter)."""
+    gathers, the merge and the block-gradient scatter), and the same chunks without the causal mask: its pairs are
+    (M+1)/2M of the square's, so the two times' ratio shows what the kernel's diagonal tiles cost."""
     from expspan_cli.attention.common import pad_seq
     from expspan_cli.attention.flash_cuda import flash_ops
     from expspan_cli.attention.retrieval import block_summaries, select_blocks
@@ -167,11 +168,14 @@ def se_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: Any, dev
     both = timed(fwd_bwd)
     own = [t.detach().reshape(-1, 1, chunk, dim) for t in views]  # chunks as the flash batch, as the kernel runs them
 
-    def causal_part() -> None:
-        out, lse, aux = ops.forward(*own, True, None, scale)
-        ops.backward(out, *own, out, lse, aux, True, None, scale)
+    def own_part(causal: bool) -> float:
+        def run() -> None:
+            out, lse, aux = ops.forward(*own, causal, None, scale)
+            ops.backward(out, *own, out, lse, aux, causal, None, scale)
+        return timed(run)
     return {"summaries_s": summaries, "scores_topk_s": retrieval - summaries, "attention_fwd_s": forward,
-            "attention_bwd_s": both - forward, "causal_part_fwd_bwd_s": timed(causal_part)}
+            "attention_bwd_s": both - forward, "causal_part_fwd_bwd_s": own_part(True),
+            "square_part_fwd_bwd_s": own_part(False)}
 
 
 def full_kernel(device: str) -> str:

@@ -32,7 +32,7 @@ def test_bench_writes_rows_with_ratios_to_full(tmp_path):
     assert rows[0]["params"] == {"chunk_sizes": [64], "block_size": 16, "top_k": 2, "retrieval": "per_head",
                                  "memory": "relevancy", "causal_retrieval": None, "kernel": "lse_merge"}
     assert rows[0]["se_kernel"] == "lse_merge" and rows[1]["se_kernel"] is None
-    assert set(se["se_parts"]) == {"summaries_s", "scores_topk_s", "attention_fwd_s", "attention_bwd_s",
+    assert set(se["se_parts"]) == {"retrieval_s", "summaries_s", "attention_fwd_s", "attention_fwd_bwd_s",
                                    "causal_part_fwd_bwd_s", "square_part_fwd_bwd_s"} and "se_parts" not in swa
     assert se["se_parts"]["causal_part_fwd_bwd_s"] > 0 and se["se_parts"]["square_part_fwd_bwd_s"] > 0
     assert "square part" in proc.stdout and "speedup" in proc.stdout and "memory" in proc.stdout
